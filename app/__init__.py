@@ -1,0 +1,35 @@
+"""The application factory: wires extensions, blueprints, the admin and the CLI."""
+import logging
+import os
+
+from flask import Flask
+
+from config import INSTANCE_DIR, configs
+
+
+def create_app(config_name=None):
+    config_name = config_name or os.environ.get("NEURAPIX_ENV") or "development"
+    config_class = configs[config_name]
+    config_class.prepare()
+
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(config_class)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:"):
+        os.makedirs(app.instance_path, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from app import models  # noqa: F401  (registers every table with the metadata)
+    from app.extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from app import admin, auth, cli, site
+
+    auth.init_app(app)
+    site.init_app(app)
+    admin.init_app(app)
+    cli.init_app(app)
+    return app

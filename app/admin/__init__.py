@@ -1,0 +1,51 @@
+"""The admin at /admin: one Flask-Admin instance per app, every view role-aware (see base.py)."""
+import sqlalchemy as sa
+from flask_admin import Admin, expose
+from flask_admin.theme import Bootstrap4Theme
+
+from app.admin.base import ProtectedIndexView
+from app.admin.billing import CreditLedgerView, PaymentView, PlanView
+from app.admin.catalog import AIFunctionView, ProviderView
+from app.admin.cms import PageView
+from app.admin.history import AuditLogView, JobView
+from app.admin.users import UserView
+from app.extensions import db
+from app.models import AIFunction, AuditLog, CreditLedger, Job, Page, Payment, Plan, Provider, User
+
+
+class DashboardView(ProtectedIndexView):
+    @expose("/")
+    def index(self):
+        count = lambda stmt: db.session.scalar(stmt) or 0  # noqa: E731
+        stats = {
+            "functions_enabled": count(sa.select(sa.func.count()).where(AIFunction.enabled.is_(True))),
+            "functions_total": count(sa.select(sa.func.count(AIFunction.id))),
+            "providers_enabled": count(sa.select(sa.func.count()).where(Provider.enabled.is_(True))),
+            "customers": count(sa.select(sa.func.count()).where(User.role == "customer")),
+            "jobs_queued": count(sa.select(sa.func.count()).where(Job.status.in_(("queued", "processing")))),
+            "jobs_failed": count(sa.select(sa.func.count()).where(Job.status == "failed")),
+        }
+        return self.render("admin/dashboard.html", stats=stats)
+
+
+def init_app(app):
+    # Created per app rather than in extensions: Flask-Admin binds its views to one app's blueprints.
+    admin = Admin(
+        name="Neurapix admin",
+        theme=Bootstrap4Theme(base_template="admin/neurapix_base.html", swatch=app.config["FLASK_ADMIN_SWATCH"], fluid=True),
+        index_view=DashboardView(name="Dashboard", url="/admin"),
+    )
+    admin.add_view(AIFunctionView(AIFunction, db, name="AI functions", category="Catalog",
+                                  endpoint="functions"))
+    admin.add_view(ProviderView(Provider, db, name="Providers", category="Catalog", endpoint="providers"))
+    admin.add_view(UserView(User, db, name="Users", category="People", endpoint="users"))
+    admin.add_view(JobView(Job, db, name="Jobs", category="People", endpoint="jobs"))
+    admin.add_view(PlanView(Plan, db, name="Plans", category="Billing", endpoint="plans"))
+    admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing", endpoint="payments"))
+    admin.add_view(CreditLedgerView(CreditLedger, db, name="Credit ledger", category="Billing",
+                                    endpoint="ledger"))
+    admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
+    admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
+    admin.init_app(app)
+    app.extensions["neurapix_admin"] = admin
+    return admin

@@ -1,0 +1,82 @@
+"""Operator commands: flask create-admin, flask seed-demo."""
+import secrets
+
+import click
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import AIFunction, Plan, Provider
+from app.models.users import STAFF_ROLES
+from app.services import accounts
+
+DEMO_ADMIN_EMAIL = "admin@neurapix.local"
+
+DEMO_FUNCTIONS = [
+    {"key": "enhance", "name": "Enhance", "priority": 30, "price_per_use": 1,
+     "description": "Auto-contrast and sharpening that make a dull photo crisp.",
+     "provider_config": {"operation": "enhance"}},
+    {"key": "upscale", "name": "Upscale ×2", "priority": 20, "price_per_use": 2,
+     "description": "Doubles width and height with high-quality Lanczos resampling.",
+     "provider_config": {"operation": "upscale", "params": {"scale": 2}}},
+    {"key": "hdr", "name": "HDR look", "priority": 10, "price_per_use": 2,
+     "description": "Local tone mapping that lifts shadows and tames highlights.",
+     "provider_config": {"operation": "hdr"}},
+]
+
+DEMO_PLANS = [
+    {"name": "Starter pack", "kind": "pack", "price": 500, "credits": 50, "sort_order": 1,
+     "description": "50 credits, never expire."},
+    {"name": "Pro monthly", "kind": "monthly", "price": 1900, "credits": 300, "sort_order": 2,
+     "description": "300 credits every month."},
+]
+
+
+def _save_staff(email, password, role):
+    """Create the staff account, or reset its password and role when it exists."""
+    user = accounts.find_by_email(email)
+    if user is None:
+        user = accounts.create_user(email, password, role=role)
+        created = True
+    else:
+        user.set_password(password)
+        user.role, user.is_banned, created = role, False, False
+    db.session.commit()
+    return user, created
+
+
+def init_app(app):
+    @app.cli.command("create-admin")
+    @click.option("--email", required=True)
+    @click.option("--password", required=True)
+    @click.option("--role", type=click.Choice(STAFF_ROLES), default="admin", show_default=True)
+    def create_admin(email, password, role):
+        """Create a staff account (or reset its password and role)."""
+        if len(password) < 8:
+            raise click.BadParameter("use at least 8 characters", param_hint="--password")
+        user, created = _save_staff(email, password, role)
+        click.echo(f"{'Created' if created else 'Updated'} {user.role} {user.email}.")
+
+    @app.cli.command("seed-demo")
+    def seed_demo():
+        """Idempotent demo data: a Local provider, three functions, two plans and a demo admin."""
+        provider = db.session.scalars(sa.select(Provider).where(Provider.name == "Local (Pillow)")).first()
+        if provider is None:
+            provider = Provider(key="local", name="Local (Pillow)", enabled=True,
+                                config={"timeout": 60, "retries": 0})
+            db.session.add(provider)
+            db.session.flush()
+        for spec in DEMO_FUNCTIONS:
+            if db.session.scalars(sa.select(AIFunction).where(AIFunction.key == spec["key"])).first() is None:
+                db.session.add(AIFunction(enabled=True, provider_id=provider.id, **spec))
+        for spec in DEMO_PLANS:
+            if db.session.scalars(sa.select(Plan).where(Plan.name == spec["name"])).first() is None:
+                db.session.add(Plan(**spec))
+        db.session.commit()
+
+        if accounts.find_by_email(DEMO_ADMIN_EMAIL) is None:
+            password = secrets.token_urlsafe(12)
+            _save_staff(DEMO_ADMIN_EMAIL, password, "admin")
+            click.echo(f"Demo admin created. Log in at /admin with {DEMO_ADMIN_EMAIL} / {password}")
+        else:
+            click.echo(f"Demo data is in place. Admin login: {DEMO_ADMIN_EMAIL} (password shown when it was "
+                       f"created; reset it with: flask create-admin --email {DEMO_ADMIN_EMAIL} --password …)")

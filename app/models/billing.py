@@ -1,0 +1,100 @@
+"""Money and credits: plans customers buy, payments received, and the credit ledger.
+
+The ledger is append-only: a correction is a new row, never an edit.
+"""
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import JSONType, utcnow
+
+PLAN_KIND_LABELS = {"pack": "One-time credit pack", "monthly": "Monthly subscription", "yearly": "Yearly subscription"}
+PLAN_KINDS = tuple(PLAN_KIND_LABELS)
+PAYMENT_PROVIDERS = ("stripe", "paypal", "manual")
+PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
+
+
+class Plan(db.Model):
+    __tablename__ = "plans"
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN {PLAN_KINDS!r}", name="kind_known"),
+        sa.CheckConstraint("price >= 0 AND credits >= 0", name="amounts_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    price: Mapped[int] = mapped_column(default=0)  # minor units (cents)
+    currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
+    kind: Mapped[str] = mapped_column(sa.String(16), default="pack")
+    credits: Mapped[int] = mapped_column(default=0)  # per purchase (pack) or per period
+    limits: Mapped[dict] = mapped_column(JSONType, default=dict)
+    hidden: Mapped[bool] = mapped_column(default=False, server_default=sa.false(), index=True)
+    stripe_price_id: Mapped[str | None] = mapped_column(sa.String(120))
+    sort_order: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    @property
+    def price_display(self):
+        return f"{self.price / 100:,.2f} {self.currency}"
+
+    def __str__(self):
+        return self.name
+
+
+class Payment(db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint(f"provider IN {PAYMENT_PROVIDERS!r}", name="provider_known"),
+        sa.CheckConstraint(f"status IN {PAYMENT_STATUSES!r}", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="SET NULL"), index=True)
+    plan_name: Mapped[str | None] = mapped_column(sa.String(120))  # kept if the plan is deleted
+    provider: Mapped[str] = mapped_column(sa.String(16), default="manual", index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    amount: Mapped[int] = mapped_column(default=0)  # minor units
+    currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
+    credits: Mapped[int] = mapped_column(default=0)
+    external_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    event_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+
+    user = relationship("User", lazy="joined")
+    plan = relationship("Plan", lazy="joined")
+
+    @property
+    def amount_display(self):
+        return f"{self.amount / 100:,.2f} {self.currency}"
+
+
+class CreditLedger(db.Model):
+    __tablename__ = "credit_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    amount: Mapped[int]  # signed: negative debits, positive grants and refunds
+    balance_after: Mapped[int]
+    kind: Mapped[str] = mapped_column(sa.String(16), index=True)  # debit, refund, grant, adjust, purchase
+    reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("payments.id", ondelete="SET NULL"), index=True)
+    # Makes a grant or refund happen at most once (e.g. "refund:job:42").
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+
+    user = relationship("User", foreign_keys=[user_id], lazy="joined")
+    actor = relationship("User", foreign_keys=[actor_id])
+
+
+@event.listens_for(CreditLedger, "before_update")
+@event.listens_for(CreditLedger, "before_delete")
+def _ledger_is_append_only(_mapper, _connection, _target):
+    raise ValueError("The credit ledger is append-only: record a correcting entry instead.")

@@ -1,0 +1,61 @@
+"""Jobs: one customer request to run an AI function on one image, and its log lines.
+
+A job copies the function and provider keys it ran with so history survives their deletion.
+"""
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import JSONType, utcnow
+
+JOB_STATUSES = ("queued", "processing", "done", "failed", "cancelled")
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+    __table_args__ = (sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    function_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ai_functions.id", ondelete="SET NULL"), index=True
+    )
+    function_key: Mapped[str] = mapped_column(sa.String(64), index=True)
+    provider_id: Mapped[int | None] = mapped_column(sa.ForeignKey("providers.id", ondelete="SET NULL"), index=True)
+    provider_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued", index=True)
+    input_ref: Mapped[str | None] = mapped_column(sa.String(500))
+    output_ref: Mapped[str | None] = mapped_column(sa.String(500))
+    input_meta: Mapped[dict] = mapped_column(JSONType, default=dict)
+    credits_charged: Mapped[int] = mapped_column(default=0)
+    refunded: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    user = relationship("User", lazy="joined")
+    function = relationship("AIFunction", lazy="joined")
+    provider = relationship("Provider", lazy="joined")
+    logs = relationship("JobLog", back_populates="job", order_by="JobLog.id", passive_deletes=True)
+
+    def __str__(self):
+        return f"Job #{self.id} ({self.function_key}, {self.status})"
+
+
+class JobLog(db.Model):
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    level: Mapped[str] = mapped_column(sa.String(8), default="info")
+    message: Mapped[str] = mapped_column(sa.Text)
+    provider_key: Mapped[str | None] = mapped_column(sa.String(64))
+    attempt: Mapped[int | None]
+    latency_ms: Mapped[int | None]
+
+    job = relationship("Job", back_populates="logs")

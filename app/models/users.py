@@ -1,0 +1,63 @@
+"""Users: staff and customers share one table, told apart by role.
+
+Balance is a cached integer of credits; CreditLedger (billing.py) is the history it must equal.
+"""
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+from app.models.types import secret, utcnow
+
+ROLES = ("admin", "support", "viewer", "customer")
+STAFF_ROLES = ("admin", "support", "viewer")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
+        sa.CheckConstraint(f"role IN {ROLES!r}", name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    password_hash: Mapped[str] = mapped_column(sa.String(256), info=secret())
+    role: Mapped[str] = mapped_column(sa.String(16), default="customer", server_default="customer", index=True)
+    balance: Mapped[int] = mapped_column(default=0, server_default="0")
+    is_banned: Mapped[bool] = mapped_column(default=False, server_default=sa.false(), index=True)
+    ban_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    plan = relationship("Plan", lazy="joined")
+
+    @validates("email")
+    def _normalise_email(self, _key, value):
+        return (value or "").strip().lower()
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    @property
+    def is_staff(self):
+        return self.role in STAFF_ROLES
+
+    @property
+    def is_active(self):
+        # Flask-Login refuses inactive users at login and drops them from existing sessions.
+        return not self.is_banned
+
+    def __str__(self):
+        return self.email
+
+
+# Case-insensitive uniqueness enforced by the database, not only by the lower-casing validator.
+sa.Index("uq_users_email_lower", sa.func.lower(User.email), unique=True)

@@ -1,0 +1,104 @@
+"""Configuration classes read from the environment.
+
+Only what boots a process lives here (database, Redis, keys); everything the owner
+changes at run time lives in the database and is edited from the admin.
+"""
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _database_url(default):
+    url = os.environ.get("DATABASE_URL") or default
+    # Heroku-style URLs say postgres://; SQLAlchemy 2.1 would also pick psycopg 3 for a bare
+    # postgresql://, while our driver is psycopg2.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def _instance_secret(name, make):
+    """A per-checkout secret for development, generated once into instance/.
+
+    Development must work with nothing configured, yet no key may live in code;
+    a file next to the SQLite database keeps it stable across restarts.
+    """
+    path = INSTANCE_DIR / name
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _fernet_key():
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+class Config:
+    SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'neurapix.db'}")
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    # Comma-separated Fernet keys, newest first: MultiFernet decrypts with any, encrypts with the first.
+    ENCRYPTION_KEY = os.environ.get("ENCRYPTION_KEY")
+    STORAGE_DIR = os.environ.get("STORAGE_DIR", str(INSTANCE_DIR / "storage"))
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None  # token lives as long as the session
+    FLASK_ADMIN_SWATCH = "flatly"
+
+    @classmethod
+    def prepare(cls):
+        """Called by create_app before use: fills what is derived, or refuses to start."""
+
+
+class DevelopmentConfig(Config):
+    @classmethod
+    def prepare(cls):
+        cls.SECRET_KEY = cls.SECRET_KEY or _instance_secret("dev-secret-key", lambda: secrets.token_hex(32))
+        cls.ENCRYPTION_KEY = cls.ENCRYPTION_KEY or _instance_secret("dev-encryption-key", _fernet_key)
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "testing-only-secret"
+
+    @classmethod
+    def prepare(cls):
+        # The suite makes a throwaway PostgreSQL database and names it here.
+        cls.SQLALCHEMY_DATABASE_URI = _database_url(os.environ.get("TEST_DATABASE_URL") or cls.SQLALCHEMY_DATABASE_URI)
+        # Tests that start worker processes export ENCRYPTION_KEY so both sides share it.
+        cls.ENCRYPTION_KEY = cls.ENCRYPTION_KEY or _fernet_key()
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+    @classmethod
+    def prepare(cls):
+        missing = [name for name in ("SECRET_KEY", "ENCRYPTION_KEY") if not getattr(cls, name)]
+        if missing:
+            raise RuntimeError(
+                "Neurapix refuses to start in production without "
+                + " and ".join(missing)
+                + ": set them in the environment (see .env.example)."
+            )
+
+
+configs = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
