@@ -15,6 +15,9 @@ def make_user(role="customer", email=None, password="correct-horse-battery", **f
     user.set_password(password)
     db.session.add(user)
     db.session.commit()
+    # Loaded and detached, so tests may read it after its app context ends.
+    db.session.refresh(user)
+    db.session.expunge(user)
     return user
 
 

@@ -12,6 +12,7 @@ from flask_wtf import FlaskForm
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from app.extensions import db
 from app.services import audit
 
 ADMIN = frozenset({"admin"})
@@ -150,7 +151,7 @@ class RoleModelView(RoleAccess, ModelView):
 
     def on_model_change(self, form, model, is_created):
         if is_created:
-            self.session.flush()
+            db.session.flush()
             audit.record("create", self.entity, model.id, new=audit.snapshot(model))
         else:
             old, new = audit.changes(model)

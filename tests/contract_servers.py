@@ -1,0 +1,337 @@
+"""Local HTTP servers speaking Replicate's and RunPod serverless's public APIs (see CONTRACTS.md).
+
+They record every request and "process" the input image by inverting it, so provider code is tested for real.
+"""
+import base64
+import binascii
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image, ImageOps
+
+# Generic job states; each server maps them onto its own status vocabulary.
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+TERMINAL = {SUCCEEDED, FAILED, CANCELED}
+MODES = {"ok", "fail", "error500", "error_then_ok", "error503", "hang"}
+
+
+def invert_png(data):
+    """The servers' "model": decode data (a data URI or bare base64) and return the inverted image as PNG."""
+    if not isinstance(data, str):
+        raise ValueError("input image must be a string")
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        out = io.BytesIO()
+        ImageOps.invert(img.convert("RGB")).save(out, format="PNG")
+    except (binascii.Error, OSError) as exc:
+        raise ValueError("cannot read input image") from exc
+    return out.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.owner._handle(self)
+
+    do_POST = do_GET
+
+    def log_message(self, format, *args):
+        pass  # keep pytest output clean
+
+
+class ContractServer:
+    """Base: ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread."""
+
+    routes = []  # (method, path regex, handler method name); subclasses fill it
+    statuses = {}  # generic state -> the service's status string
+
+    def __init__(self, token="test-token", mode="ok", polls_before_done=1, fail_count=2, image_key="image"):
+        assert mode in MODES, mode
+        self.expected_token = token
+        self.mode = mode
+        self.polls_before_done = polls_before_done
+        self.fail_count = fail_count
+        self.image_key = image_key
+        self.url = ""
+        self.requests = []
+        self.jobs = {}
+        self._failed_creates = 0
+        self._lock = threading.Lock()
+        self._httpd = None
+        self._thread = None
+
+    def start(self):
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.owner = self
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def paths(self, method=None):
+        with self._lock:
+            return [r["path"] for r in self.requests if method is None or r["method"] == method.upper()]
+
+    # --- request plumbing -------------------------------------------------------------------
+
+    def _handle(self, h):
+        raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        with self._lock:
+            self.requests.append({"method": h.command, "path": h.path, "headers": headers, "json": body})
+        path = h.path.split("?", 1)[0]
+        # Output files are public, like Replicate's delivery CDN: no auth.
+        if h.command == "GET" and (m := re.fullmatch(r"/files/([\w-]+)\.png", path)):
+            with self._lock:
+                job = self.jobs.get(m.group(1))
+                png = job["png"] if job and job["state"] == SUCCEEDED else None
+            return self._send(h, 200, png) if png else self._send(h, 404, self._error("Not found."))
+        if not self._authorized(headers.get("authorization", "")):
+            return self._send(h, 401, {"detail": "Invalid token."})
+        for method, pattern, name in self.routes:
+            if h.command == method and (m := re.fullmatch(pattern, path)):
+                return self._send(h, *getattr(self, name)(body or {}, **m.groupdict()))
+        self._send(h, 404, self._error("Not found."))
+
+    def _send(self, h, status, payload):
+        is_png = isinstance(payload, bytes)
+        data = payload if is_png else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "image/png" if is_png else "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _authorized(self, value):
+        return value == f"Bearer {self.expected_token}"
+
+    def _error(self, message):
+        return {"detail": message}
+
+    # --- job lifecycle (callers hold no lock) -----------------------------------------------
+
+    def _refuse_create(self):
+        """(status, body) when the current mode makes this create call fail, else None."""
+        with self._lock:
+            if self.mode == "error503":
+                return 503, self._error("Service unavailable.")
+            if self.mode == "error_then_ok" and self._failed_creates < self.fail_count:
+                self._failed_creates += 1
+                return 500, self._error("Internal server error.")
+            if self.mode == "error500":
+                return 500, self._error("Internal server error.")
+        return None
+
+    def _new_job(self, job_id, input_, **extra):
+        # The outcome is fixed at creation (from the mode then in force) and revealed by polling.
+        job = {"id": job_id, "input": input_, "state": QUEUED, "polls": 0, "png": None, "error": None,
+               "created": time.time(), "started": None, "completed": None, **extra}
+        with self._lock:
+            mode = self.mode
+        if mode == "hang":
+            job["outcome"] = RUNNING
+        elif mode == "fail":
+            job["outcome"], job["error"] = FAILED, "model crashed"
+        else:
+            try:
+                job["png"], job["outcome"] = invert_png(input_.get(self.image_key)), SUCCEEDED
+            except ValueError:
+                job["outcome"], job["error"] = FAILED, "cannot read input image"
+        with self._lock:
+            self.jobs[job_id] = job
+        return job
+
+    def _move(self, job, state):
+        now = time.time()
+        if state != QUEUED and job["started"] is None:
+            job["started"] = now
+        if state in TERMINAL:
+            job["completed"] = now
+        job["state"] = state
+
+    def _poll(self, job_id):
+        """Advance a job by one GET poll; returns a snapshot, or None for an unknown id."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
+            if job["state"] not in TERMINAL:
+                job["polls"] += 1
+                done = job["outcome"] != RUNNING and job["polls"] > self.polls_before_done
+                self._move(job, job["outcome"] if done else RUNNING)
+            return dict(job)
+
+    def _cancel(self, job_id):
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
+            if job["state"] not in TERMINAL:
+                self._move(job, CANCELED)
+            return dict(job)
+
+
+def _iso(ts):
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if ts else None
+
+
+class ReplicateServer(ContractServer):
+    """Replicate's HTTP API under /v1. `Prefer: wait` is accepted but answered at once, as the docs allow."""
+
+    routes = [
+        ("POST", r"/v1/predictions", "_create"),
+        ("POST", r"/v1/(?P<kind>models|deployments)/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "_create"),
+        ("GET", r"/v1/predictions/(?P<job_id>\w+)", "_get"),
+        ("POST", r"/v1/predictions/(?P<job_id>\w+)/cancel", "_cancel_route"),
+    ]
+    statuses = {QUEUED: "starting", RUNNING: "processing", SUCCEEDED: "succeeded", FAILED: "failed",
+                CANCELED: "canceled"}
+
+    def _create(self, body, kind=None, owner=None, name=None):
+        if refused := self._refuse_create():
+            return refused
+        if kind is None and not body.get("version"):
+            return 422, {"detail": "version is required"}
+        version = body.get("version", "hidden")  # model/deployment routes don't name a version
+        model = f"{owner}/{name}" if owner else version.split(":")[0]
+        job_id = base64.b32encode(uuid.uuid4().bytes).decode().lower().rstrip("=")
+        job = self._new_job(job_id, body.get("input") or {}, version=version, model=model)
+        return 201, self._prediction(job)
+
+    def _get(self, body, job_id):
+        job = self._poll(job_id)
+        return (200, self._prediction(job)) if job else (404, {"detail": "Not found."})
+
+    def _cancel_route(self, body, job_id):
+        job = self._cancel(job_id)
+        return (200, self._prediction(job)) if job else (404, {"detail": "Not found."})
+
+    def _prediction(self, job):
+        done = job["state"] == SUCCEEDED
+        base = f"{self.url}/v1/predictions/{job['id']}"
+        # Echo the input but shorten data URIs, which would otherwise bloat every poll.
+        echo = {k: v[:64] + "..." if isinstance(v, str) and len(v) > 256 else v
+                for k, v in job["input"].items()}
+        return {
+            "id": job["id"], "model": job["model"], "version": job["version"],
+            "status": self.statuses[job["state"]], "input": echo,
+            "output": f"{self.url}/files/{job['id']}.png" if done else None,
+            "error": job["error"] if job["state"] == FAILED else None, "logs": "",
+            "created_at": _iso(job["created"]), "started_at": _iso(job["started"]),
+            "completed_at": _iso(job["completed"]),
+            "urls": {"get": base, "cancel": f"{base}/cancel", "stream": f"{self.url}/v1/streams/{job['id']}",
+                     "web": f"{self.url}/p/{job['id']}"},
+            "metrics": {"predict_time": 0.1, "total_time": 0.2} if done else {},
+        }
+
+
+class RunPodServer(ContractServer):
+    """RunPod's serverless endpoint API under /v2/{endpoint_id}; any endpoint id is accepted."""
+
+    routes = [
+        ("POST", r"/v2/(?P<endpoint>[^/]+)/run", "_run"),
+        ("POST", r"/v2/(?P<endpoint>[^/]+)/runsync", "_runsync"),
+        ("GET", r"/v2/(?P<endpoint>[^/]+)/status/(?P<job_id>[\w-]+)", "_status"),
+        ("POST", r"/v2/(?P<endpoint>[^/]+)/cancel/(?P<job_id>[\w-]+)", "_cancel_route"),
+        ("POST", r"/v2/(?P<endpoint>[^/]+)/retry/(?P<job_id>[\w-]+)", "_retry"),
+        ("GET", r"/v2/(?P<endpoint>[^/]+)/health", "_health"),
+    ]
+    statuses = {QUEUED: "IN_QUEUE", RUNNING: "IN_PROGRESS", SUCCEEDED: "COMPLETED", FAILED: "FAILED",
+                CANCELED: "CANCELLED"}
+
+    def __init__(self, output_style="base64", **kwargs):
+        assert output_style in ("base64", "url"), output_style
+        super().__init__(**kwargs)
+        self.output_style = output_style
+
+    def _authorized(self, value):
+        # The docs show both `Bearer <key>` and the bare key.
+        return super()._authorized(value) or value == self.expected_token
+
+    def _error(self, message):
+        return {"error": message}
+
+    def _run(self, body, endpoint):
+        if refused := self._refuse_create():
+            return refused
+        job = self._new_job(f"{uuid.uuid4()}-u1", body.get("input") or {}, endpoint=endpoint)
+        return 200, {"id": job["id"], "status": "IN_QUEUE"}
+
+    def _runsync(self, body, endpoint):
+        status, payload = self._run(body, endpoint)
+        if status != 200:
+            return status, payload
+        # A synchronous run has no polls to wait for: settle the job now (a hung one stays IN_PROGRESS).
+        with self._lock:
+            job = self.jobs[payload["id"]]
+            self._move(job, job["outcome"])
+            job = dict(job)
+        return 200, self._job_body(job)
+
+    def _status(self, body, endpoint, job_id):
+        job = self._poll(job_id)
+        return (200, self._job_body(job)) if job else (404, self._error("job not found"))
+
+    def _cancel_route(self, body, endpoint, job_id):
+        job = self._cancel(job_id)
+        if job is None:
+            return 404, self._error("job not found")
+        return 200, {"id": job_id, "status": self.statuses[job["state"]]}
+
+    def _retry(self, body, endpoint, job_id):
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job["state"] != FAILED:
+                return 400, self._error("only FAILED or TIMED_OUT jobs can be retried")
+        # Re-run under the current mode, keeping the id.
+        self._new_job(job_id, job["input"], endpoint=endpoint, retried=True)
+        return 200, {"id": job_id, "status": "IN_QUEUE"}
+
+    def _health(self, body, endpoint):
+        with self._lock:
+            count = Counter(j["state"] for j in self.jobs.values())
+            retried = sum(bool(j.get("retried")) for j in self.jobs.values())
+        return 200, {
+            "jobs": {"completed": count[SUCCEEDED], "failed": count[FAILED], "inProgress": count[RUNNING],
+                     "inQueue": count[QUEUED], "retried": retried},
+            "workers": {"idle": 1, "running": 0},
+        }
+
+    def _job_body(self, job):
+        out = {"id": job["id"], "status": self.statuses[job["state"]]}
+        if job["started"]:
+            out["delayTime"] = int((job["started"] - job["created"]) * 1000)
+        if job["completed"]:
+            out["executionTime"] = int((job["completed"] - job["started"]) * 1000)
+        if job["state"] == SUCCEEDED:
+            out["output"] = ({"image": base64.b64encode(job["png"]).decode()} if self.output_style == "base64"
+                             else {"image_url": f"{self.url}/files/{job['id']}.png"})
+        elif job["state"] == FAILED:
+            out["error"] = job["error"]
+        return out
