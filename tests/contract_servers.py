@@ -25,7 +25,7 @@ MODES = {"ok", "fail", "error500", "error_then_ok", "error503", "hang"}
 def invert_png(data):
     """The servers' "model": decode data (a data URI or bare base64) and return the inverted image as PNG."""
     if not isinstance(data, str):
-        raise ValueError("input image must be a string")
+        raise ValueError("cannot read input image")
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
@@ -51,10 +51,9 @@ class ContractServer:
     """Base: ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread."""
 
     routes = []  # (method, path regex, handler method name); subclasses fill it
-    statuses = {}  # generic state -> the service's status string
 
     def __init__(self, token="test-token", mode="ok", polls_before_done=1, fail_count=2, image_key="image"):
-        assert mode in MODES, mode
+        self._lock = threading.Lock()
         self.expected_token = token
         self.mode = mode
         self.polls_before_done = polls_before_done
@@ -63,17 +62,27 @@ class ContractServer:
         self.url = ""
         self.requests = []
         self.jobs = {}
-        self._failed_creates = 0
-        self._lock = threading.Lock()
         self._httpd = None
         self._thread = None
+
+    @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, value):
+        assert value in MODES, value
+        # Switching modes (e.g. back to "error_then_ok") starts the failure count afresh.
+        with self._lock:
+            self._mode, self._failed_creates = value, 0
 
     def start(self):
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval keeps stop() (which waits for the serve loop) fast.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -152,11 +161,9 @@ class ContractServer:
         # The outcome is fixed at creation (from the mode then in force) and revealed by polling.
         job = {"id": job_id, "input": input_, "state": QUEUED, "polls": 0, "png": None, "error": None,
                "created": time.time(), "started": None, "completed": None, **extra}
-        with self._lock:
-            mode = self.mode
-        if mode == "hang":
+        if self.mode == "hang":
             job["outcome"] = RUNNING
-        elif mode == "fail":
+        elif self.mode == "fail":
             job["outcome"], job["error"] = FAILED, "model crashed"
         else:
             try:
@@ -175,26 +182,17 @@ class ContractServer:
             job["completed"] = now
         job["state"] = state
 
-    def _poll(self, job_id):
-        """Advance a job by one GET poll; returns a snapshot, or None for an unknown id."""
+    def _advance(self, job_id, cancel=False):
+        """Count one GET poll on a job (or cancel it); returns a snapshot, or None for an unknown id."""
         with self._lock:
             job = self.jobs.get(job_id)
-            if job is None:
-                return None
-            if job["state"] not in TERMINAL:
+            if job and job["state"] not in TERMINAL and cancel:
+                self._move(job, CANCELED)
+            elif job and job["state"] not in TERMINAL:
                 job["polls"] += 1
                 done = job["outcome"] != RUNNING and job["polls"] > self.polls_before_done
                 self._move(job, job["outcome"] if done else RUNNING)
-            return dict(job)
-
-    def _cancel(self, job_id):
-        with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return None
-            if job["state"] not in TERMINAL:
-                self._move(job, CANCELED)
-            return dict(job)
+            return dict(job) if job else None
 
 
 def _iso(ts):
@@ -208,7 +206,7 @@ class ReplicateServer(ContractServer):
         ("POST", r"/v1/predictions", "_create"),
         ("POST", r"/v1/(?P<kind>models|deployments)/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "_create"),
         ("GET", r"/v1/predictions/(?P<job_id>\w+)", "_get"),
-        ("POST", r"/v1/predictions/(?P<job_id>\w+)/cancel", "_cancel_route"),
+        ("POST", r"/v1/predictions/(?P<job_id>\w+)/(?P<cancel>cancel)", "_get"),
     ]
     statuses = {QUEUED: "starting", RUNNING: "processing", SUCCEEDED: "succeeded", FAILED: "failed",
                 CANCELED: "canceled"}
@@ -224,13 +222,9 @@ class ReplicateServer(ContractServer):
         job = self._new_job(job_id, body.get("input") or {}, version=version, model=model)
         return 201, self._prediction(job)
 
-    def _get(self, body, job_id):
-        job = self._poll(job_id)
-        return (200, self._prediction(job)) if job else (404, {"detail": "Not found."})
-
-    def _cancel_route(self, body, job_id):
-        job = self._cancel(job_id)
-        return (200, self._prediction(job)) if job else (404, {"detail": "Not found."})
+    def _get(self, body, job_id, cancel=None):
+        job = self._advance(job_id, cancel=bool(cancel))
+        return (200, self._prediction(job)) if job else (404, self._error("Not found."))
 
     def _prediction(self, job):
         done = job["state"] == SUCCEEDED
@@ -258,7 +252,7 @@ class RunPodServer(ContractServer):
         ("POST", r"/v2/(?P<endpoint>[^/]+)/run", "_run"),
         ("POST", r"/v2/(?P<endpoint>[^/]+)/runsync", "_runsync"),
         ("GET", r"/v2/(?P<endpoint>[^/]+)/status/(?P<job_id>[\w-]+)", "_status"),
-        ("POST", r"/v2/(?P<endpoint>[^/]+)/cancel/(?P<job_id>[\w-]+)", "_cancel_route"),
+        ("POST", r"/v2/(?P<endpoint>[^/]+)/cancel/(?P<job_id>[\w-]+)", "_cancel"),
         ("POST", r"/v2/(?P<endpoint>[^/]+)/retry/(?P<job_id>[\w-]+)", "_retry"),
         ("GET", r"/v2/(?P<endpoint>[^/]+)/health", "_health"),
     ]
@@ -295,11 +289,11 @@ class RunPodServer(ContractServer):
         return 200, self._job_body(job)
 
     def _status(self, body, endpoint, job_id):
-        job = self._poll(job_id)
+        job = self._advance(job_id)
         return (200, self._job_body(job)) if job else (404, self._error("job not found"))
 
-    def _cancel_route(self, body, endpoint, job_id):
-        job = self._cancel(job_id)
+    def _cancel(self, body, endpoint, job_id):
+        job = self._advance(job_id, cancel=True)
         if job is None:
             return 404, self._error("job not found")
         return 200, {"id": job_id, "status": self.statuses[job["state"]]}

@@ -4,7 +4,7 @@ import json
 from flask_admin.form import Select2Widget
 from markupsafe import Markup
 from wtforms import SelectMultipleField, TextAreaField
-from wtforms.validators import ValidationError
+from wtforms.validators import InputRequired, ValidationError
 
 from app.admin.base import RoleModelView
 from app.models.catalog import IMAGE_FORMATS
@@ -30,6 +30,7 @@ class AIFunctionView(RoleModelView):
     form_overrides = {"allowed_formats": SelectMultipleField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
+                            "validators": [InputRequired("Pick at least one format.")],
                             "description": "Formats are checked by decoding the image, not by file name."},
         "key": {"description": "Stable identifier used in URLs (/f/<key>) and the API, e.g. enhance, upscale."},
         "max_file_size": {"description": "In bytes: 10485760 is 10 MB."},
