@@ -48,7 +48,15 @@ class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY")
     # Comma-separated Fernet keys, newest first: MultiFernet decrypts with any, encrypts with the first.
     ENCRYPTION_KEY = os.environ.get("ENCRYPTION_KEY")
-    STORAGE_DIR = os.environ.get("STORAGE_DIR", str(INSTANCE_DIR / "storage"))
+    STORAGE_DIR = os.environ.get("STORAGE_DIR") or str(INSTANCE_DIR / "storage")
+    # Upload guard rails: no request body over this size; no image over this many pixels (decompression bombs).
+    MAX_CONTENT_LENGTH = 64 * 1024 * 1024
+    MAX_IMAGE_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 40_000_000))
+    # A running job's lease = timeout × attempts + this; past it the reaper treats the worker as dead.
+    JOB_LEASE_GRACE_SECONDS = float(os.environ.get("JOB_LEASE_GRACE_SECONDS", 60))
+    REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", 30))
+    # Base of the exponential pause between provider retries (1×, 2×, 4×…, capped at 10×).
+    RETRY_BACKOFF_SECONDS = float(os.environ.get("RETRY_BACKOFF_SECONDS", 1))
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

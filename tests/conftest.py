@@ -5,9 +5,14 @@ Tests talk to real PostgreSQL (and Redis where jobs run); nothing is faked in ou
 import os
 import uuid
 
+import shutil
+import tempfile
+
 import psycopg2
+import redis
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -37,9 +42,15 @@ def drop_database(name):
         conn.close()
 
 
-# Named at import so every app the suite creates (even at collection) points at it.
+# Named at import so every app the suite creates (even at collection), and every worker process it
+# starts (they inherit the environment), point at the same database, Redis, key and storage.
 TEST_DB_NAME = f"neurapix_test_{uuid.uuid4().hex[:10]}"
 os.environ["TEST_DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB_NAME
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ["ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+os.environ["STORAGE_DIR"] = tempfile.mkdtemp(prefix="neurapix-storage-")
+os.environ["RETRY_BACKOFF_SECONDS"] = "0.01"
+os.environ["NEURAPIX_ENV"] = "testing"
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +58,7 @@ def database_url():
     url = create_database(TEST_DB_NAME)
     yield url
     drop_database(TEST_DB_NAME)
+    shutil.rmtree(os.environ["STORAGE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +70,7 @@ def app(database_url):
     app = create_app("testing")
     with app.app_context():
         upgrade()
+    redis.Redis.from_url(app.config["REDIS_URL"]).flushdb()
     return app
 
 
@@ -75,6 +88,7 @@ def _clean_tables(request):
         tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
         db.session.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         db.session.commit()
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
 
 
 @pytest.fixture

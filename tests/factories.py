@@ -7,9 +7,13 @@ import sqlalchemy as sa
 from app.extensions import db
 
 _counter = itertools.count(1)
+# Columns whose form offers fixed choices that a generic string would not match.
+CHOICES = {("providers", "key"): "local"}
 
 
 def _value(column):
+    if (column.table.name, column.name) in CHOICES:
+        return CHOICES[(column.table.name, column.name)]
     kind = column.type
     n = next(_counter)
     if isinstance(kind, sa.Boolean):

@@ -3,11 +3,12 @@ import json
 
 from flask_admin.form import Select2Widget
 from markupsafe import Markup
-from wtforms import SelectMultipleField, TextAreaField
+from wtforms import SelectField, SelectMultipleField, TextAreaField
 from wtforms.validators import InputRequired, ValidationError
 
 from app.admin.base import RoleModelView
 from app.models.catalog import IMAGE_FORMATS
+from app.providers import registry
 from app.services.crypto import MASK, decrypt_json, encrypt_json, mask
 
 
@@ -34,7 +35,8 @@ class AIFunctionView(RoleModelView):
                             "description": "Formats are checked by decoding the image, not by file name."},
         "key": {"description": "Stable identifier used in URLs (/f/<key>) and the API, e.g. enhance, upscale."},
         "max_file_size": {"description": "In bytes: 10485760 is 10 MB."},
-        "priority": {"description": "Higher comes first on the site and in the queue."},
+        "priority": {"description": "Higher comes first on the site; 50 and above use the high-priority queue, "
+                                    "below 0 the low one."},
         "daily_limit": {"description": "Uses per customer per day. Leave empty for no limit."},
         "provider_config": {"description": "JSON merged over the provider's config: model, timeout, retries, params."},
     }
@@ -79,9 +81,16 @@ class ProviderView(RoleModelView):
         )
     }
     form_args = {
-        "key": {"description": "Which plugin runs this provider (e.g. replicate, runpod, local)."},
         "config": {"description": "JSON: endpoint, model, timeout, retries, default params."},
     }
+
+    def scaffold_form(self):
+        form = super().scaffold_form()
+        # The plugin keys registered in code, so a typo cannot bind a provider to nothing.
+        form.key = SelectField("Plugin", choices=[(k, registry.plugin_class(k).name + f" ({k})")
+                                                  for k in registry.available()],
+                               description="Which plugin runs this provider.")
+        return form
 
     def on_form_prefill(self, form, id):
         stored = decrypt_json(self.get_one(id).secrets)

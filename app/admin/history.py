@@ -1,14 +1,58 @@
-"""Read-only admin views over history: jobs and the audit log."""
+"""Admin views over history: jobs (with retry and cancel) and the audit log (read-only)."""
+from collections import Counter
+
+from flask import flash
+from flask_admin.actions import action
+from flask_login import current_user
+from markupsafe import Markup
+
 from app.admin.base import STAFF, ReadOnlyModelView
+from app.extensions import db
+from app.services import audit, jobs
+
+JOB_OPERATORS = frozenset({"admin", "support"})
+
+
+def _log_lines(_view, _context, job, _name):
+    rows = Markup("").join(
+        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+            line.created_at.strftime("%Y-%m-%d %H:%M:%S"), line.level, line.provider_key or "",
+            line.attempt or "", "" if line.latency_ms is None else f"{line.latency_ms} ms", line.message)
+        for line in job.logs
+    )
+    return Markup('<table class="table table-sm"><thead><tr><th>Time</th><th>Level</th><th>Provider</th>'
+                  '<th>Attempt</th><th>Latency</th><th>Message</th></tr></thead><tbody>{}</tbody></table>').format(rows)
 
 
 class JobView(ReadOnlyModelView):
     read_roles = STAFF
+    action_roles = {"retry": JOB_OPERATORS, "cancel": JOB_OPERATORS}
     column_list = ("id", "created_at", "user", "function_key", "provider_key", "status", "credits_charged",
                    "refunded", "attempts", "finished_at")
-    column_searchable_list = ("user.email", "function_key")
-    column_filters = ("status", "function_key", "provider_key", "user.email", "created_at")
-    column_labels = {"function_key": "Function", "provider_key": "Provider"}
+    column_details_list = ("id", "status", "user", "function_key", "provider_key", "provider_job_id", "input_meta",
+                           "credits_charged", "refunded", "attempts", "claims", "error", "created_at", "started_at",
+                           "finished_at", "logs")
+    column_searchable_list = ("user.email", "function_key", "provider_job_id")
+    column_filters = ("status", "function_key", "provider_key", "user.email", "created_at", "refunded")
+    column_labels = {"function_key": "Function", "provider_key": "Provider", "logs": "Log"}
+    column_formatters_detail = {"logs": _log_lines}
+
+    @action("retry", "Retry", "Retry the selected failed jobs? They are not charged again.")
+    def action_retry(self, ids):
+        retried = [job_id for job_id in ids if jobs.retry(int(job_id), current_user)]
+        for job_id in retried:
+            audit.record("retry", "Job", job_id)
+        db.session.commit()
+        flash(f"{len(retried)} job(s) queued again; {len(ids) - len(retried)} skipped "
+              f"(only failed jobs can be retried).", "info")
+
+    @action("cancel", "Cancel", "Cancel the selected jobs? Queued jobs are refunded at once.")
+    def action_cancel(self, ids):
+        outcomes = Counter(jobs.cancel(int(job_id), actor=current_user) for job_id in ids)
+        for job_id in ids:
+            audit.record("cancel", "Job", job_id)
+        db.session.commit()
+        flash(" ".join(f"{count} × {message}" for message, count in outcomes.items()), "info")
 
 
 class AuditLogView(ReadOnlyModelView):

@@ -29,9 +29,15 @@ class Job(db.Model):
     input_ref: Mapped[str | None] = mapped_column(sa.String(500))
     output_ref: Mapped[str | None] = mapped_column(sa.String(500))
     input_meta: Mapped[dict] = mapped_column(JSONType, default=dict)
+    output_content_type: Mapped[str | None] = mapped_column(sa.String(64))
+    provider_job_id: Mapped[str | None] = mapped_column(sa.String(128))  # the remote id, for support
     credits_charged: Mapped[int] = mapped_column(default=0)
     refunded: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # provider calls made
+    # Each worker run claims the job; the claim number fences a run the reaper has given up on.
+    claims: Mapped[int] = mapped_column(default=0, server_default="0")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -19,6 +19,11 @@ def init_app(app):
         return render_template("errors/error.html", code=404, title="Not found",
                                message="This page does not exist or is no longer available."), 404
 
+    @app.errorhandler(413)
+    def too_large(_error):
+        return render_template("errors/error.html", code=413, title="File too large",
+                               message="That upload is larger than we accept. Choose a smaller image."), 413
+
     @app.errorhandler(400)
     def bad_request(error):
         return render_template("errors/error.html", code=400, title="Bad request",

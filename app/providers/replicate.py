@@ -1,0 +1,75 @@
+"""Replicate provider: create a prediction, poll urls.get to a terminal status, copy the output.
+
+Contract: https://replicate.com/docs (create / get / cancel prediction).
+"""
+import time
+
+from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
+                                fetch_output, poll)
+from app.providers.registry import register
+
+TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
+
+
+@register("replicate")
+class ReplicateProvider(AIProvider):
+    name = "Replicate"
+    secret_fields = ("api_token",)
+    config_schema = config_schema({
+        "endpoint": {"type": "string", "format": "uri", "default": "https://api.replicate.com/v1",
+                     "description": "API base URL."},
+        "model": {"type": "string", "description": "owner/name: runs the model's latest version."},
+        "version": {"type": "string", "description": "A version id (or owner/name:version); wins over model."},
+        "input_key": {"type": "string", "default": "image", "description": "Input field that receives the image."},
+        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0},
+        "api_token": {"type": "string", "description": "Replicate API token."},
+    }, required=["endpoint"])
+
+    def process_image(self, input, config, *, should_cancel=lambda: False):
+        started = time.time()
+        base = config["endpoint"].rstrip("/")
+        headers = auth_headers(config.get("api_token"))
+        timeout = float(config.get("timeout", 300))
+        request_timeout = min(timeout, 30)
+        body = {"input": {**(config.get("params") or {}), config.get("input_key", "image"): input.data_uri()}}
+        if config.get("version"):
+            url = f"{base}/predictions"
+            body["version"] = config["version"]
+        elif config.get("model"):
+            url = f"{base}/models/{config['model']}/predictions"
+        else:
+            raise ProviderError("Set either model (owner/name) or version in the Replicate config.")
+
+        prediction = call("POST", url, json=body, headers=headers, timeout=request_timeout)
+        pid = prediction.get("id")
+        urls = prediction.get("urls") or {}
+        get_url = urls.get("get") or f"{base}/predictions/{pid}"
+        cancel_url = urls.get("cancel") or f"{base}/predictions/{pid}/cancel"
+
+        def cancel():
+            try:
+                call("POST", cancel_url, headers=headers, timeout=request_timeout)
+            except ProviderError:
+                pass  # best effort: the job fails either way, and the error that matters is the timeout
+
+        try:
+            prediction = poll(
+                lambda: call("GET", get_url, headers=headers, timeout=request_timeout),
+                lambda p: p.get("status") in TERMINAL,
+                deadline=time.monotonic() + timeout, interval=float(config.get("poll_interval", 1.0)),
+                should_cancel=should_cancel, on_stop=cancel,
+            ) if prediction.get("status") not in TERMINAL else prediction
+        except ProviderError as exc:
+            exc.provider_job_id = pid
+            raise
+        if prediction["status"] != "succeeded":
+            raise ProviderError(f"Replicate prediction {pid} {prediction['status']}: {prediction.get('error') or ''}".strip(),
+                                provider_job_id=pid)
+        output = prediction.get("output")
+        if isinstance(output, list):
+            output = output[-1] if output else None
+        if not isinstance(output, str):
+            raise ProviderError(f"Replicate prediction {pid} succeeded without a file output.", provider_job_id=pid)
+        data, content_type = fetch_output(output, request_timeout)
+        return ProcessResult(output=data, content_type=content_type, provider_job_id=pid, started_at=started,
+                             finished_at=time.time(), metadata={"metrics": prediction.get("metrics") or {}})

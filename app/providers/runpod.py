@@ -1,0 +1,83 @@
+"""RunPod serverless provider: POST {endpoint}/run, poll /status/{id}, output as URL or base64.
+
+Contract: docs.runpod.io, serverless endpoint operations (run / status / cancel).
+"""
+import time
+
+from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
+                                decode_base64_image, fetch_output, poll)
+from app.providers.registry import register
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+
+def _find_output(output, key):
+    """The image in a worker's output: the configured key, else the first string that looks like one."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, dict):
+        for candidate in (key, "image", "image_url", "output", "url"):
+            if isinstance(output.get(candidate), str):
+                return output[candidate]
+    if isinstance(output, list) and output:
+        return _find_output(output[0], key)
+    return None
+
+
+@register("runpod")
+class RunPodProvider(AIProvider):
+    name = "RunPod serverless"
+    secret_fields = ("api_key",)
+    config_schema = config_schema({
+        "endpoint": {"type": "string", "format": "uri",
+                     "description": "https://api.runpod.ai/v2/<endpoint id>"},
+        "input_key": {"type": "string", "default": "image", "description": "Input field that receives the image."},
+        "output_key": {"type": "string", "default": "image",
+                       "description": "Output field holding the result (URL or base64)."},
+        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0},
+        "api_key": {"type": "string", "description": "RunPod API key."},
+    }, required=["endpoint"])
+
+    def process_image(self, input, config, *, should_cancel=lambda: False):
+        started = time.time()
+        base = config["endpoint"].rstrip("/")
+        headers = auth_headers(config.get("api_key"))
+        timeout = float(config.get("timeout", 300))
+        request_timeout = min(timeout, 30)
+        body = {
+            "input": {**(config.get("params") or {}), config.get("input_key", "image"): input.data_uri()},
+            # RunPod's own limit, so an abandoned job does not bill forever (milliseconds, > 5000).
+            "policy": {"executionTimeout": max(int(timeout * 1000), 5001)},
+        }
+        job = call("POST", f"{base}/run", json=body, headers=headers, timeout=request_timeout)
+        jid = job.get("id")
+
+        def cancel():
+            try:
+                call("POST", f"{base}/cancel/{jid}", headers=headers, timeout=request_timeout)
+            except ProviderError:
+                pass  # best effort: the job fails either way, and the error that matters is the timeout
+
+        try:
+            job = poll(
+                lambda: call("GET", f"{base}/status/{jid}", headers=headers, timeout=request_timeout),
+                lambda j: j.get("status") in TERMINAL,
+                deadline=time.monotonic() + timeout, interval=float(config.get("poll_interval", 1.0)),
+                should_cancel=should_cancel, on_stop=cancel,
+            )
+        except ProviderError as exc:
+            exc.provider_job_id = jid
+            raise
+        if job["status"] != "COMPLETED":
+            raise ProviderError(f"RunPod job {jid} {job['status']}: {job.get('error') or ''}".strip(),
+                                provider_job_id=jid)
+        found = _find_output(job.get("output"), config.get("output_key", "image"))
+        if not found:
+            raise ProviderError(f"RunPod job {jid} completed without an image in its output.", provider_job_id=jid)
+        if found.startswith(("http://", "https://")):
+            data, content_type = fetch_output(found, request_timeout)
+        else:
+            data, content_type = decode_base64_image(found)
+        return ProcessResult(output=data, content_type=content_type, provider_job_id=jid, started_at=started,
+                             finished_at=time.time(),
+                             metadata={"delayTime": job.get("delayTime"), "executionTime": job.get("executionTime")})

@@ -1,0 +1,367 @@
+"""The one path every job takes: submit (validate, debit, queue), run (provider call), cancel, retry, reap.
+
+A rule lives here once; the site, the API, the admin and the worker all call these functions.
+"""
+import io
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import jsonschema
+import sqlalchemy as sa
+from flask import current_app
+from PIL import Image, UnidentifiedImageError
+
+from app.extensions import db
+from app.models import AIFunction, Job, JobLog, User
+from app.providers import registry
+from app.providers.base import CancelledByUser, ProviderError, ProviderInput
+from app.services import catalog, credits, queue, storage
+from app.services.crypto import decrypt_json
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+                 "BMP": "image/bmp", "GIF": "image/gif"}
+SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/tiff": ".tif",
+            "image/bmp": ".bmp", "image/gif": ".gif"}
+ACTIVE = ("queued", "processing")
+# A job whose worker vanished is run again at most this many times in all, then failed and refunded.
+MAX_CLAIMS = 2
+
+
+class SubmitError(Exception):
+    """A refused submission: a message for the customer and the HTTP status that fits."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def add_log(job_id, message, level="info", **fields):
+    db.session.add(JobLog(job_id=job_id, message=message, level=level, **fields))
+
+
+# --- submit ---
+
+
+def inspect_upload(fn, data):
+    """Decode the image (never trust the file name) and check it against the function's rules."""
+    if not data:
+        raise SubmitError("The file is empty. Choose an image to upload.")
+    if len(data) > fn.max_file_size:
+        raise SubmitError(f"The file is {len(data) / 1048576:.1f} MB; {fn.name} accepts up to "
+                          f"{fn.max_file_size / 1048576:.1f} MB.", status=413)
+    max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format, img.size
+            # Header only so far: refuse decompression bombs before decoding a single pixel.
+            if width * height > max_pixels:
+                raise SubmitError(f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels.",
+                                  status=413)
+            img.load()
+    except SubmitError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+        raise SubmitError("This file is not a readable image (it may be damaged or truncated).") from exc
+    if fmt not in fn.allowed_formats:
+        raise SubmitError(f"{fmt or 'This'} images are not accepted by {fn.name}; use "
+                          f"{', '.join(fn.allowed_formats)}.", status=415)
+    return {"format": fmt, "width": width, "height": height, "size": len(data), "content_type": CONTENT_TYPES[fmt]}
+
+
+def effective_config(provider, fn):
+    """Provider defaults ⊕ provider config ⊕ function config (params merged), plus decrypted secrets."""
+    plugin = registry.plugin_class(provider.key)
+    merged = {**plugin.defaults(), **(provider.config or {}), **(fn.provider_config or {})}
+    merged["params"] = {**(provider.config or {}).get("params", {}), **(fn.provider_config or {}).get("params", {})}
+    merged.update(decrypt_json(provider.secrets))
+    try:
+        jsonschema.validate(merged, plugin.config_schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "config"
+        raise ProviderError(f"Invalid {plugin.name} config at {where}: {exc.message}") from None
+    return merged
+
+
+def lease_seconds(config):
+    attempts = int(config.get("retries", 0)) + 1
+    return float(config.get("timeout", 300)) * attempts + current_app.config["JOB_LEASE_GRACE_SECONDS"]
+
+
+def _jobs_today(user_id, function_key):
+    midnight = _now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(Job).where(
+            Job.user_id == user_id, Job.function_key == function_key, Job.created_at >= midnight,
+            Job.status.not_in(("failed", "cancelled")),
+        )
+    )
+
+
+def submit(user, function_key, data, filename="upload"):
+    """Validate, debit and queue one job; SubmitError (nothing debited, nothing queued) otherwise."""
+    fn = catalog.visible_function(function_key)
+    if fn is None:
+        raise SubmitError("This tool is not available.", status=404)
+    if user.is_banned:
+        raise SubmitError("Your account is suspended.", status=403)
+    meta = inspect_upload(fn, data)
+    try:
+        config = effective_config(fn.provider, fn)
+    except (ProviderError, registry.UnknownProvider):
+        log.exception("function %s has an unusable provider config", fn.key)
+        raise SubmitError("This tool is temporarily unavailable. Please try again later.", status=503) from None
+
+    input_ref = storage.save(data, SUFFIXES[meta["content_type"]])
+    try:
+        # Serialise this user's submits so the daily limit cannot be overrun by parallel requests.
+        db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+        if fn.daily_limit and _jobs_today(user.id, fn.key) >= fn.daily_limit:
+            raise SubmitError(f"You have used {fn.name} {fn.daily_limit} times today, its daily limit. "
+                              f"Try again tomorrow.", status=429)
+        job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=fn.provider_id,
+                  provider_key=fn.provider.key, status="queued", input_ref=input_ref, input_meta=meta,
+                  credits_charged=fn.price_per_use)
+        db.session.add(job)
+        db.session.flush()
+        if fn.price_per_use:
+            credits.debit(user.id, fn.price_per_use, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
+        add_log(job.id, f"Submitted {meta['format']} {meta['width']}×{meta['height']}, "
+                        f"charged {fn.price_per_use} credits")
+        db.session.commit()
+    except credits.InsufficientCredits as exc:
+        db.session.rollback()
+        storage.delete(input_ref)
+        raise SubmitError(str(exc), status=402) from None
+    except BaseException:
+        db.session.rollback()
+        storage.delete(input_ref)
+        raise
+
+    try:
+        queue.enqueue(job.id, fn.priority, lease_seconds(config))
+    except Exception:
+        log.exception("job %s could not be queued", job.id)
+        _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.")
+        raise SubmitError("We could not start this job right now; your credits were refunded. Please try again.",
+                          status=503) from None
+    return job
+
+
+# --- run (in a worker) ---
+
+
+def _claim(job_id):
+    """queued → processing, atomically; None when the job is gone, cancelled or taken by another run."""
+    claimed = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == "queued")
+        .values(status="processing", started_at=_now(), claims=Job.claims + 1, error=None)
+        .returning(Job.claims)
+    ).scalar()
+    db.session.commit()
+    return claimed
+
+
+def _still_mine(job_id, claim):
+    return sa.and_(Job.id == job_id, Job.status == "processing", Job.claims == claim)
+
+
+def _refund(job_id):
+    """Give the job's credits back once, whatever path gets here first."""
+    job = db.session.get(Job, job_id)
+    if job.credits_charged and not job.refunded:
+        granted = credits.grant(job.user_id, job.credits_charged, kind="refund", job_id=job.id,
+                                reason=f"Refund for job #{job.id}", idempotency_key=f"refund:job:{job.id}")
+        if granted is not None:
+            add_log(job.id, f"Refunded {job.credits_charged} credits")
+    job.refunded = True
+
+
+def _finish(job_id, condition, message, status="failed"):
+    """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved."""
+    moved = db.session.execute(
+        sa.update(Job).where(condition).values(status=status, error=message, finished_at=_now(),
+                                               lease_expires_at=None).returning(Job.id)
+    ).scalar()
+    if moved:
+        add_log(job_id, message, level="error" if status == "failed" else "info")
+        _refund(job_id)
+    db.session.commit()
+    return bool(moved)
+
+
+def _queued(job_id):
+    return sa.and_(Job.id == job_id, Job.status == "queued")
+
+
+def _cancel_requested(job_id):
+    return bool(db.session.scalar(sa.select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def run(job_id):
+    """Process one job with the function and provider rows as they are now in the database."""
+    claim = _claim(job_id)
+    if claim is None:
+        return
+    job = db.session.get(Job, job_id)
+    fn = db.session.get(AIFunction, job.function_id) if job.function_id else None
+    provider = fn.provider if fn else None
+    if fn is None or provider is None or not provider.enabled:
+        _finish(job_id, _still_mine(job_id, claim), "This tool was removed or its provider disabled before the job ran.")
+        return
+    try:
+        plugin = registry.get(provider.key)
+        config = effective_config(provider, fn)
+    except (ProviderError, registry.UnknownProvider) as exc:
+        _finish(job_id, _still_mine(job_id, claim), str(exc))
+        return
+
+    lease = lease_seconds(config)
+    job.provider_id, job.provider_key = provider.id, provider.key
+    job.lease_expires_at = _now() + timedelta(seconds=lease)
+    add_log(job_id, f"Run {claim} on {provider.name} [{provider.key}], timeout {config['timeout']}s, "
+                    f"retries {config['retries']}", provider_key=provider.key)
+    db.session.commit()
+
+    try:
+        data = storage.read(job.input_ref)
+    except storage.StorageError as exc:
+        _finish(job_id, _still_mine(job_id, claim), f"The uploaded file is missing: {exc}")
+        return
+    source = ProviderInput(data=data, content_type=job.input_meta.get("content_type", "image/png"),
+                           filename=job.input_ref.rsplit("/", 1)[-1])
+    retries = int(config["retries"])
+    for attempt in range(1, retries + 2):
+        started = time.monotonic()
+        db.session.execute(sa.update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
+        db.session.commit()
+        try:
+            result = plugin.process_image(source, config, should_cancel=lambda: _cancel_requested(job_id))
+        except CancelledByUser as exc:
+            _record_attempt(job_id, provider.key, attempt, started, exc)
+            _finish(job_id, _still_mine(job_id, claim), "Cancelled; the credits were refunded.", status="cancelled")
+            return
+        except ProviderError as exc:
+            _record_attempt(job_id, provider.key, attempt, started, exc)
+            if exc.retryable and attempt <= retries:
+                time.sleep(min(2 ** (attempt - 1), 10) * current_app.config["RETRY_BACKOFF_SECONDS"])
+                continue
+            _finish(job_id, _still_mine(job_id, claim), f"{provider.name}: {exc}")
+            return
+        except Exception as exc:  # a bug in a plugin must fail the job, never strand its credits
+            log.exception("job %s: provider %s crashed", job_id, provider.key)
+            _record_attempt(job_id, provider.key, attempt, started, exc)
+            _finish(job_id, _still_mine(job_id, claim),
+                    f"{provider.name} failed unexpectedly ({exc.__class__.__name__}).")
+            return
+        _record_attempt(job_id, provider.key, attempt, started, None, result.provider_job_id)
+        _finish_done(job_id, claim, result)
+        return
+
+
+def _record_attempt(job_id, provider_key, attempt, started, error, provider_job_id=None):
+    latency = int((time.monotonic() - started) * 1000)
+    provider_job_id = provider_job_id or getattr(error, "provider_job_id", None)
+    if provider_job_id:
+        db.session.execute(sa.update(Job).where(Job.id == job_id).values(provider_job_id=provider_job_id))
+    if error is None:
+        add_log(job_id, f"Attempt {attempt} succeeded", provider_key=provider_key, attempt=attempt, latency_ms=latency)
+    else:
+        retry = " (retryable)" if getattr(error, "retryable", False) else ""
+        add_log(job_id, f"Attempt {attempt} failed{retry}: {error}", level="error", provider_key=provider_key,
+                attempt=attempt, latency_ms=latency)
+    db.session.commit()
+
+
+def _finish_done(job_id, claim, result):
+    content_type = result.content_type or "image/png"
+    output_ref = storage.save(result.output, SUFFIXES.get(content_type, ".bin"))
+    done = db.session.execute(
+        sa.update(Job).where(_still_mine(job_id, claim)).values(
+            status="done", output_ref=output_ref, output_content_type=content_type, finished_at=_now(),
+            lease_expires_at=None,
+        ).returning(Job.id)
+    ).scalar()
+    if done:
+        add_log(job_id, f"Done in {result.latency_ms} ms")
+        db.session.commit()
+    else:
+        # The reaper gave this run up meanwhile: its result must not overwrite the newer state.
+        db.session.rollback()
+        storage.delete(output_ref)
+
+
+# --- cancel, retry, reap ---
+
+
+def cancel(job_id, actor=None):
+    """Cancel a queued job at once (refunded) or ask the running provider to stop. Returns a message."""
+    who = f" by {actor.email}" if actor is not None else ""
+    if _finish(job_id, _queued(job_id), f"Cancelled{who}; the credits were refunded.", status="cancelled"):
+        return "Cancelled and refunded."
+    flagged = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == "processing").values(cancel_requested=True)
+        .returning(Job.id)
+    ).scalar()
+    if flagged:
+        add_log(job_id, f"Cancel requested{who}")
+        db.session.commit()
+        return "Cancel requested; the provider is being stopped."
+    db.session.rollback()
+    return "This job has already finished."
+
+
+def _requeue(job_id):
+    """Hand a queued job to the workers again; if its function can no longer run, fail and refund it."""
+    job = db.session.get(Job, job_id)
+    fn = db.session.get(AIFunction, job.function_id) if job.function_id else None
+    try:
+        if fn is None or fn.provider is None:
+            raise ProviderError("This tool was removed before the job could run again.")
+        queue.enqueue(job_id, fn.priority, lease_seconds(effective_config(fn.provider, fn)))
+    except (ProviderError, registry.UnknownProvider) as exc:
+        _finish(job_id, _queued(job_id), str(exc))
+
+
+def retry(job_id, actor):
+    """Queue a failed job again without charging it again. False when the job is not failed."""
+    moved = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.status == "failed")
+        .values(status="queued", error=None, cancel_requested=False, finished_at=None).returning(Job.id)
+    ).scalar()
+    if not moved:
+        db.session.rollback()
+        return False
+    add_log(job_id, f"Retried by {actor.email} (not charged again)")
+    db.session.commit()
+    _requeue(job_id)
+    return True
+
+
+def reap_stale():
+    """Jobs whose worker died (lease expired while processing): run again, or fail and refund."""
+    stale = db.session.execute(
+        sa.select(Job.id, Job.claims).where(Job.status == "processing", Job.lease_expires_at < _now())
+    ).all()
+    for job_id, claim in stale:
+        lost = "The worker running this job stopped responding"
+        if claim >= MAX_CLAIMS:
+            _finish(job_id, _still_mine(job_id, claim), f"{lost}; the credits were refunded.")
+            continue
+        requeued = db.session.execute(
+            sa.update(Job).where(_still_mine(job_id, claim)).values(status="queued", lease_expires_at=None)
+            .returning(Job.id)
+        ).scalar()
+        if requeued is None:
+            db.session.rollback()
+            continue
+        add_log(job_id, f"{lost}; queued again", level="warning")
+        db.session.commit()
+        _requeue(job_id)
+    return len(stale)
