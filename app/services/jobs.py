@@ -67,7 +67,9 @@ def inspect_upload(fn, data):
             img.load()
     except SubmitError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise SubmitError(f"The image has too many pixels; the limit is {max_pixels:,} pixels.", status=413) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise SubmitError("This file is not a readable image (it may be damaged or truncated).") from exc
     if fmt not in fn.allowed_formats:
         raise SubmitError(f"{fmt or 'This'} images are not accepted by {fn.name}; use "
@@ -238,6 +240,9 @@ def run(job_id):
                            filename=job.input_ref.rsplit("/", 1)[-1])
     retries = int(config["retries"])
     for attempt in range(1, retries + 2):
+        if _cancel_requested(job_id):
+            _finish(job_id, _still_mine(job_id, claim), "Cancelled; the credits were refunded.", status="cancelled")
+            return
         started = time.monotonic()
         db.session.execute(sa.update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
         db.session.commit()

@@ -1,0 +1,40 @@
+"""Test images made on the fly: real ones, broken ones and hostile ones."""
+import io
+import os
+import struct
+import zlib
+
+from PIL import Image
+
+
+def image_bytes(fmt="PNG", size=(64, 48), color=(200, 120, 40)):
+    buffer = io.BytesIO()
+    img = Image.new("RGB", size, color)
+    # A gradient, so processing visibly changes pixels.
+    for x in range(size[0]):
+        img.putpixel((x, x * size[1] // size[0]), (x * 4 % 256, 30, 220))
+    img.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def noise_png(size=(800, 800)):
+    """Incompressible, so its file size is about width × height × 3 bytes."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_header_only(width, height):
+    """A PNG that claims width×height but carries almost no data: a decompression bomb's shape."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + _chunk(b"IEND", b""))
+
+
+def truncated_jpeg():
+    data = image_bytes("JPEG", size=(256, 256))
+    return data[: len(data) // 2]
