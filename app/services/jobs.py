@@ -2,6 +2,7 @@
 
 A rule lives here once; the site, the API, the admin and the worker all call these functions.
 """
+import functools
 import io
 import logging
 import time
@@ -15,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from app.extensions import db
 from app.models import AIFunction, Job, JobLog, User
 from app.providers import registry
-from app.providers.base import CancelledByUser, ProviderError, ProviderInput
+from app.providers.base import CancelledByUser, ProviderError, ProviderInput, fetch_output
 from app.services import catalog, credits, queue, storage
 from app.services.crypto import decrypt_json
 
@@ -26,6 +27,7 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
 SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/tiff": ".tif",
             "image/bmp": ".bmp", "image/gif": ".gif"}
 ACTIVE = ("queued", "processing")
+CANCELLED = "Cancelled; the credits were refunded."
 # A job whose worker vanished is run again at most this many times in all, then failed and refunded.
 MAX_CLAIMS = 2
 
@@ -43,6 +45,7 @@ def _now():
 
 
 def add_log(job_id, message, level="info", **fields):
+    # Added to the session, so a step's log lines are written in one batch with its commit.
     db.session.add(JobLog(job_id=job_id, message=message, level=level, **fields))
 
 
@@ -77,17 +80,24 @@ def inspect_upload(fn, data):
     return {"format": fmt, "width": width, "height": height, "size": len(data), "content_type": CONTENT_TYPES[fmt]}
 
 
+@functools.lru_cache(maxsize=None)
+def _validator(plugin):
+    """One compiled validator per plugin class: checking the schema itself on every job is slow."""
+    cls = jsonschema.validators.validator_for(plugin.config_schema)
+    cls.check_schema(plugin.config_schema)
+    return cls(plugin.config_schema, format_checker=cls.FORMAT_CHECKER)
+
+
 def effective_config(provider, fn):
     """Provider defaults ⊕ provider config ⊕ function config (params merged), plus decrypted secrets."""
     plugin = registry.plugin_class(provider.key)
     merged = {**plugin.defaults(), **(provider.config or {}), **(fn.provider_config or {})}
     merged["params"] = {**(provider.config or {}).get("params", {}), **(fn.provider_config or {}).get("params", {})}
     merged.update(decrypt_json(provider.secrets))
-    try:
-        jsonschema.validate(merged, plugin.config_schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "config"
-        raise ProviderError(f"Invalid {plugin.name} config at {where}: {exc.message}") from None
+    error = jsonschema.exceptions.best_match(_validator(plugin).iter_errors(merged))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "config"
+        raise ProviderError(f"Invalid {plugin.name} config at {where}: {error.message}")
     return merged
 
 
@@ -159,15 +169,13 @@ def submit(user, function_key, data, filename="upload"):
 # --- run (in a worker) ---
 
 
-def _claim(job_id):
+def _claim(job_id, values):
     """queued → processing, atomically; None when the job is gone, cancelled or taken by another run."""
-    claimed = db.session.execute(
+    return db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.status == "queued")
-        .values(status="processing", started_at=_now(), claims=Job.claims + 1, error=None)
-        .returning(Job.claims)
-    ).scalar()
-    db.session.commit()
-    return claimed
+        .values(status="processing", started_at=_now(), claims=Job.claims + 1, error=None, **values)
+        .returning(Job.claims, Job.input_ref, Job.input_meta, Job.cancel_requested)
+    ).first()
 
 
 def _still_mine(job_id, claim):
@@ -208,92 +216,102 @@ def _cancel_requested(job_id):
 
 def run(job_id):
     """Process one job with the function and provider rows as they are now in the database."""
-    claim = _claim(job_id)
-    if claim is None:
-        return
-    job = db.session.get(Job, job_id)
-    fn = db.session.get(AIFunction, job.function_id) if job.function_id else None
+    # Read fresh, in one query, before claiming: an admin's last edit decides this run.
+    fn = db.session.scalars(sa.select(AIFunction).join(Job, Job.function_id == AIFunction.id)
+                            .where(Job.id == job_id)).first()
     provider = fn.provider if fn else None
+    problem, config = None, None
     if fn is None or provider is None or not provider.enabled:
-        _finish(job_id, _still_mine(job_id, claim), "This tool was removed or its provider disabled before the job ran.")
+        problem = "This tool was removed or its provider disabled before the job ran."
+    else:
+        try:
+            plugin = registry.get(provider.key)
+            config = effective_config(provider, fn)
+        except (ProviderError, registry.UnknownProvider) as exc:
+            problem = str(exc)
+    values = {} if problem else {
+        "provider_id": provider.id, "provider_key": provider.key,
+        "lease_expires_at": _now() + timedelta(seconds=lease_seconds(config)),
+    }
+    claimed = _claim(job_id, values)
+    if claimed is None:
+        db.session.commit()
         return
-    try:
-        plugin = registry.get(provider.key)
-        config = effective_config(provider, fn)
-    except (ProviderError, registry.UnknownProvider) as exc:
-        _finish(job_id, _still_mine(job_id, claim), str(exc))
+    claim, input_ref, input_meta, cancel_requested = claimed
+    mine = _still_mine(job_id, claim)
+    if problem:
+        _finish(job_id, mine, problem)
         return
-
-    lease = lease_seconds(config)
-    job.provider_id, job.provider_key = provider.id, provider.key
-    job.lease_expires_at = _now() + timedelta(seconds=lease)
-    add_log(job_id, f"Run {claim} on {provider.name} [{provider.key}], timeout {config['timeout']}s, "
-                    f"retries {config['retries']}", provider_key=provider.key)
+    # Plain values from here on: commits expire ORM objects, and reloading them costs queries.
+    provider_key, provider_name = provider.key, provider.name
+    add_log(job_id, f"Run {claim} on {provider_name} [{provider_key}], timeout {config['timeout']}s, "
+                    f"retries {config['retries']}", provider_key=provider_key)
     db.session.commit()
 
     try:
-        data = storage.read(job.input_ref)
+        source = ProviderInput(data=storage.read(input_ref), content_type=input_meta.get("content_type", "image/png"),
+                               filename=input_ref.rsplit("/", 1)[-1])
     except storage.StorageError as exc:
-        _finish(job_id, _still_mine(job_id, claim), f"The uploaded file is missing: {exc}")
+        _finish(job_id, mine, f"The uploaded file is missing: {exc}")
         return
-    source = ProviderInput(data=data, content_type=job.input_meta.get("content_type", "image/png"),
-                           filename=job.input_ref.rsplit("/", 1)[-1])
     retries = int(config["retries"])
     for attempt in range(1, retries + 2):
-        if _cancel_requested(job_id):
-            _finish(job_id, _still_mine(job_id, claim), "Cancelled; the credits were refunded.", status="cancelled")
+        if cancel_requested or (attempt > 1 and _cancel_requested(job_id)):
+            _finish(job_id, mine, CANCELLED, status="cancelled")
             return
         started = time.monotonic()
-        db.session.execute(sa.update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
-        db.session.commit()
         try:
             result = plugin.process_image(source, config, should_cancel=lambda: _cancel_requested(job_id))
+            if result.output is None and result.output_url:
+                result.output, fetched_type = fetch_output(result.output_url, float(config["timeout"]))
+                result.content_type = result.content_type or fetched_type
         except CancelledByUser as exc:
-            _record_attempt(job_id, provider.key, attempt, started, exc)
-            _finish(job_id, _still_mine(job_id, claim), "Cancelled; the credits were refunded.", status="cancelled")
+            _record_attempt(job_id, provider_key, attempt, started, exc)
+            _finish(job_id, mine, CANCELLED, status="cancelled")
             return
         except ProviderError as exc:
-            _record_attempt(job_id, provider.key, attempt, started, exc)
+            _record_attempt(job_id, provider_key, attempt, started, exc)
             if exc.retryable and attempt <= retries:
                 time.sleep(min(2 ** (attempt - 1), 10) * current_app.config["RETRY_BACKOFF_SECONDS"])
                 continue
-            _finish(job_id, _still_mine(job_id, claim), f"{provider.name}: {exc}")
+            _finish(job_id, mine, f"{provider_name}: {exc}")
             return
         except Exception as exc:  # a bug in a plugin must fail the job, never strand its credits
-            log.exception("job %s: provider %s crashed", job_id, provider.key)
-            _record_attempt(job_id, provider.key, attempt, started, exc)
-            _finish(job_id, _still_mine(job_id, claim),
-                    f"{provider.name} failed unexpectedly ({exc.__class__.__name__}).")
+            log.exception("job %s: provider %s crashed", job_id, provider_key)
+            _record_attempt(job_id, provider_key, attempt, started, exc)
+            _finish(job_id, mine, f"{provider_name} failed unexpectedly ({exc.__class__.__name__}).")
             return
-        _record_attempt(job_id, provider.key, attempt, started, None, result.provider_job_id)
-        _finish_done(job_id, claim, result)
+        _finish_done(job_id, mine, result, provider_key, attempt, started)
         return
 
 
-def _record_attempt(job_id, provider_key, attempt, started, error, provider_job_id=None):
-    latency = int((time.monotonic() - started) * 1000)
+def _attempt_values(error, provider_job_id=None):
+    """Column updates recording one provider call (folded into the statement that ends the attempt)."""
     provider_job_id = provider_job_id or getattr(error, "provider_job_id", None)
-    if provider_job_id:
-        db.session.execute(sa.update(Job).where(Job.id == job_id).values(provider_job_id=provider_job_id))
-    if error is None:
-        add_log(job_id, f"Attempt {attempt} succeeded", provider_key=provider_key, attempt=attempt, latency_ms=latency)
-    else:
-        retry = " (retryable)" if getattr(error, "retryable", False) else ""
-        add_log(job_id, f"Attempt {attempt} failed{retry}: {error}", level="error", provider_key=provider_key,
-                attempt=attempt, latency_ms=latency)
+    return {"attempts": Job.attempts + 1, **({"provider_job_id": provider_job_id} if provider_job_id else {})}
+
+
+def _record_attempt(job_id, provider_key, attempt, started, error):
+    latency = int((time.monotonic() - started) * 1000)
+    db.session.execute(sa.update(Job).where(Job.id == job_id).values(**_attempt_values(error)))
+    retry = " (retryable)" if getattr(error, "retryable", False) else ""
+    add_log(job_id, f"Attempt {attempt} failed{retry}: {error}", level="error", provider_key=provider_key,
+            attempt=attempt, latency_ms=latency)
     db.session.commit()
 
 
-def _finish_done(job_id, claim, result):
+def _finish_done(job_id, mine, result, provider_key, attempt, started):
+    latency = int((time.monotonic() - started) * 1000)
     content_type = result.content_type or "image/png"
     output_ref = storage.save(result.output, SUFFIXES.get(content_type, ".bin"))
     done = db.session.execute(
-        sa.update(Job).where(_still_mine(job_id, claim)).values(
+        sa.update(Job).where(mine).values(
             status="done", output_ref=output_ref, output_content_type=content_type, finished_at=_now(),
-            lease_expires_at=None,
+            lease_expires_at=None, **_attempt_values(None, result.provider_job_id),
         ).returning(Job.id)
     ).scalar()
     if done:
+        add_log(job_id, f"Attempt {attempt} succeeded", provider_key=provider_key, attempt=attempt, latency_ms=latency)
         add_log(job_id, f"Done in {result.latency_ms} ms")
         db.session.commit()
     else:
