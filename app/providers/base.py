@@ -110,19 +110,39 @@ def call(method, url, *, timeout, **kwargs):
         raise ProviderError(f"{method} {url} answered {resp.status_code} without JSON", retryable=True) from exc
 
 
-def poll(fetch, is_done, *, deadline, interval, should_cancel, on_stop):
-    """Call fetch() until is_done(state); on the deadline or a cancel request, call on_stop() and raise."""
-    while True:
-        state = fetch()
-        if is_done(state):
-            return state
-        if should_cancel():
-            on_stop()
-            raise CancelledByUser("Cancelled while the provider was processing.")
-        if time.monotonic() >= deadline:
-            on_stop()
-            raise ProviderError("The provider did not finish within the configured timeout; the job was cancelled there.")
-        time.sleep(interval)
+def image_input(input, config):
+    """The remote job's input: the configured params plus the image as a data URI under input_key."""
+    return {**(config.get("params") or {}), config.get("input_key", "image"): input.data_uri()}
+
+
+def request_timeout(config):
+    """One HTTP call's timeout: the job's timeout, but never a single call hanging for minutes."""
+    return min(float(config.get("timeout", 300)), 30)
+
+
+def run_remote(config, *, create, fetch, cancel, is_done, should_cancel):
+    """Create a remote job, then poll it until is_done; on the deadline or a cancel request, cancel it
+    remotely and raise. Returns the final remote state."""
+    deadline = time.monotonic() + float(config.get("timeout", 300))
+    state = create()
+    remote_id = state.get("id")
+    try:
+        while not is_done(state):
+            stopping = CancelledByUser("Cancelled while the provider was processing.") if should_cancel() else (
+                ProviderError("The provider did not finish within the configured timeout; the job was cancelled there.")
+                if time.monotonic() >= deadline else None)
+            if stopping is not None:
+                try:
+                    cancel(state)
+                except ProviderError:
+                    pass  # best effort: the job ends either way, and the reason that matters is `stopping`
+                raise stopping
+            time.sleep(float(config.get("poll_interval", 1.0)))
+            state = fetch(state)
+    except ProviderError as exc:
+        exc.provider_job_id = remote_id
+        raise
+    return state
 
 
 def fetch_output(url, timeout):

@@ -5,7 +5,7 @@ Contract: https://replicate.com/docs (create / get / cancel prediction).
 import time
 
 from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
-                                fetch_output, poll)
+                                fetch_output, image_input, request_timeout, run_remote)
 from app.providers.registry import register
 
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
@@ -29,9 +29,8 @@ class ReplicateProvider(AIProvider):
         started = time.time()
         base = config["endpoint"].rstrip("/")
         headers = auth_headers(config.get("api_token"))
-        timeout = float(config.get("timeout", 300))
-        request_timeout = min(timeout, 30)
-        body = {"input": {**(config.get("params") or {}), config.get("input_key", "image"): input.data_uri()}}
+        timeout = request_timeout(config)
+        body = {"input": image_input(input, config)}
         if config.get("version"):
             url = f"{base}/predictions"
             body["version"] = config["version"]
@@ -40,28 +39,17 @@ class ReplicateProvider(AIProvider):
         else:
             raise ProviderError("Set either model (owner/name) or version in the Replicate config.")
 
-        prediction = call("POST", url, json=body, headers=headers, timeout=request_timeout)
+        def link(prediction, name, fallback):
+            return (prediction.get("urls") or {}).get(name) or f"{base}/predictions/{prediction['id']}{fallback}"
+
+        prediction = run_remote(
+            config,
+            create=lambda: call("POST", url, json=body, headers=headers, timeout=timeout),
+            fetch=lambda p: call("GET", link(p, "get", ""), headers=headers, timeout=timeout),
+            cancel=lambda p: call("POST", link(p, "cancel", "/cancel"), headers=headers, timeout=timeout),
+            is_done=lambda p: p.get("status") in TERMINAL, should_cancel=should_cancel,
+        )
         pid = prediction.get("id")
-        urls = prediction.get("urls") or {}
-        get_url = urls.get("get") or f"{base}/predictions/{pid}"
-        cancel_url = urls.get("cancel") or f"{base}/predictions/{pid}/cancel"
-
-        def cancel():
-            try:
-                call("POST", cancel_url, headers=headers, timeout=request_timeout)
-            except ProviderError:
-                pass  # best effort: the job fails either way, and the error that matters is the timeout
-
-        try:
-            prediction = poll(
-                lambda: call("GET", get_url, headers=headers, timeout=request_timeout),
-                lambda p: p.get("status") in TERMINAL,
-                deadline=time.monotonic() + timeout, interval=float(config.get("poll_interval", 1.0)),
-                should_cancel=should_cancel, on_stop=cancel,
-            ) if prediction.get("status") not in TERMINAL else prediction
-        except ProviderError as exc:
-            exc.provider_job_id = pid
-            raise
         if prediction["status"] != "succeeded":
             raise ProviderError(f"Replicate prediction {pid} {prediction['status']}: {prediction.get('error') or ''}".strip(),
                                 provider_job_id=pid)
@@ -70,6 +58,6 @@ class ReplicateProvider(AIProvider):
             output = output[-1] if output else None
         if not isinstance(output, str):
             raise ProviderError(f"Replicate prediction {pid} succeeded without a file output.", provider_job_id=pid)
-        data, content_type = fetch_output(output, request_timeout)
+        data, content_type = fetch_output(output, timeout)
         return ProcessResult(output=data, content_type=content_type, provider_job_id=pid, started_at=started,
                              finished_at=time.time(), metadata={"metrics": prediction.get("metrics") or {}})

@@ -5,7 +5,7 @@ Contract: docs.runpod.io, serverless endpoint operations (run / status / cancel)
 import time
 
 from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
-                                decode_base64_image, fetch_output, poll)
+                                decode_base64_image, fetch_output, image_input, request_timeout, run_remote)
 from app.providers.registry import register
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -42,32 +42,20 @@ class RunPodProvider(AIProvider):
         started = time.time()
         base = config["endpoint"].rstrip("/")
         headers = auth_headers(config.get("api_key"))
-        timeout = float(config.get("timeout", 300))
-        request_timeout = min(timeout, 30)
+        timeout = request_timeout(config)
         body = {
-            "input": {**(config.get("params") or {}), config.get("input_key", "image"): input.data_uri()},
+            "input": image_input(input, config),
             # RunPod's own limit, so an abandoned job does not bill forever (milliseconds, > 5000).
-            "policy": {"executionTimeout": max(int(timeout * 1000), 5001)},
+            "policy": {"executionTimeout": max(int(float(config.get("timeout", 300)) * 1000), 5001)},
         }
-        job = call("POST", f"{base}/run", json=body, headers=headers, timeout=request_timeout)
+        job = run_remote(
+            config,
+            create=lambda: call("POST", f"{base}/run", json=body, headers=headers, timeout=timeout),
+            fetch=lambda j: call("GET", f"{base}/status/{j['id']}", headers=headers, timeout=timeout),
+            cancel=lambda j: call("POST", f"{base}/cancel/{j['id']}", headers=headers, timeout=timeout),
+            is_done=lambda j: j.get("status") in TERMINAL, should_cancel=should_cancel,
+        )
         jid = job.get("id")
-
-        def cancel():
-            try:
-                call("POST", f"{base}/cancel/{jid}", headers=headers, timeout=request_timeout)
-            except ProviderError:
-                pass  # best effort: the job fails either way, and the error that matters is the timeout
-
-        try:
-            job = poll(
-                lambda: call("GET", f"{base}/status/{jid}", headers=headers, timeout=request_timeout),
-                lambda j: j.get("status") in TERMINAL,
-                deadline=time.monotonic() + timeout, interval=float(config.get("poll_interval", 1.0)),
-                should_cancel=should_cancel, on_stop=cancel,
-            )
-        except ProviderError as exc:
-            exc.provider_job_id = jid
-            raise
         if job["status"] != "COMPLETED":
             raise ProviderError(f"RunPod job {jid} {job['status']}: {job.get('error') or ''}".strip(),
                                 provider_job_id=jid)
@@ -75,7 +63,7 @@ class RunPodProvider(AIProvider):
         if not found:
             raise ProviderError(f"RunPod job {jid} completed without an image in its output.", provider_job_id=jid)
         if found.startswith(("http://", "https://")):
-            data, content_type = fetch_output(found, request_timeout)
+            data, content_type = fetch_output(found, timeout)
         else:
             data, content_type = decode_base64_image(found)
         return ProcessResult(output=data, content_type=content_type, provider_job_id=jid, started_at=started,
