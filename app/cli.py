@@ -7,9 +7,11 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts
+from app.services import accounts, credits
 
 DEMO_ADMIN_EMAIL = "admin@neurapix.local"
+DEMO_CUSTOMER_EMAIL = "customer@neurapix.local"
+DEMO_CUSTOMER_CREDITS = 20
 
 DEMO_FUNCTIONS = [
     {"key": "enhance", "name": "Enhance", "priority": 30, "price_per_use": 1,
@@ -58,7 +60,7 @@ def init_app(app):
 
     @app.cli.command("seed-demo")
     def seed_demo():
-        """Idempotent demo data: a Local provider, three functions, two plans and a demo admin."""
+        """Idempotent demo data: a Local provider, three functions, two plans, a demo customer and admin."""
         provider = db.session.scalars(sa.select(Provider).where(Provider.name == "Local (Pillow)")).first()
         if provider is None:
             provider = Provider(key="local", name="Local (Pillow)", enabled=True,
@@ -73,6 +75,12 @@ def init_app(app):
                 db.session.add(Plan(**spec))
         db.session.commit()
 
+        if accounts.find_by_email(DEMO_CUSTOMER_EMAIL) is None:
+            password = secrets.token_urlsafe(12)
+            customer = accounts.create_user(DEMO_CUSTOMER_EMAIL, password)
+            credits.grant(customer.id, DEMO_CUSTOMER_CREDITS, kind="grant", reason="Demo credits")
+            db.session.commit()
+            click.echo(f"Demo customer created with {DEMO_CUSTOMER_CREDITS} credits: {DEMO_CUSTOMER_EMAIL} / {password}")
         if accounts.find_by_email(DEMO_ADMIN_EMAIL) is None:
             password = secrets.token_urlsafe(12)
             _save_staff(DEMO_ADMIN_EMAIL, password, "admin")

@@ -51,11 +51,14 @@ def test_seed_demo_is_idempotent(app):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["seed-demo"])
     assert "Demo admin created" in first.output and "admin@neurapix.local /" in first.output
+    assert "Demo customer created with 20 credits" in first.output
     second = runner.invoke(args=["seed-demo"])
     assert second.exit_code == 0 and "Demo data is in place" in second.output
     with app.app_context():
         count = lambda model: db.session.scalar(sa.select(sa.func.count()).select_from(model))  # noqa: E731
-        assert (count(Provider), count(AIFunction), count(Plan), count(User)) == (1, 3, 2, 1)
+        assert (count(Provider), count(AIFunction), count(Plan), count(User)) == (1, 3, 2, 2)
+        customer = db.session.scalars(sa.select(User).where(User.role == "customer")).one()
+        assert customer.balance == 20
         provider = db.session.scalars(sa.select(Provider)).one()
         assert provider.key == "local"
         assert all(fn.provider_id == provider.id and fn.enabled for fn in db.session.scalars(sa.select(AIFunction)))
