@@ -1,0 +1,93 @@
+"""Provider plugins: the registry, config validation, and each back end against its contract."""
+import io
+
+import pytest
+from PIL import Image, ImageStat
+
+from app.providers import ProviderError, ProviderInput, registry
+from app.services import jobs
+from tests import pipeline as p
+from tests.contract_servers import ReplicateServer, RunPodServer
+from tests.images import image_bytes
+
+SOURCE = ProviderInput(image_bytes(size=(48, 32)), "image/png")
+
+
+def _image(result):
+    return Image.open(io.BytesIO(result.output))
+
+
+def test_registry_names_the_known_keys_for_an_unknown_one():
+    assert {"local", "replicate", "runpod"} <= set(registry.available())
+    with pytest.raises(registry.UnknownProvider, match="known keys: .*local.*replicate.*runpod"):
+        registry.get("stability")
+
+
+def test_every_plugin_declares_a_schema_with_its_secrets():
+    for key in registry.available():
+        plugin = registry.plugin_class(key)
+        properties = plugin.config_schema["properties"]
+        assert {"timeout", "retries", "params"} <= set(properties)
+        assert set(plugin.secret_fields) <= set(properties)
+
+
+@pytest.mark.parametrize("operation,size", [("enhance", (48, 32)), ("upscale", (96, 64)), ("hdr", (48, 32)),
+                                            ("denoise", (48, 32)), ("noop", (48, 32))])
+def test_local_operations_really_process_the_image(operation, size):
+    result = registry.get("local").process_image(SOURCE, {"operation": operation, "params": {}})
+    out = _image(result)
+    assert out.size == size and result.content_type == "image/png"
+    if operation in ("enhance", "hdr"):
+        before = ImageStat.Stat(Image.open(io.BytesIO(SOURCE.data)).convert("RGB")).mean
+        assert ImageStat.Stat(out.convert("RGB")).mean != before
+
+
+def test_local_upscale_by_four_and_jpeg_output():
+    result = registry.get("local").process_image(
+        SOURCE, {"operation": "upscale", "params": {"scale": 4}, "output_format": "JPEG"})
+    assert _image(result).size == (192, 128) and result.content_type == "image/jpeg"
+
+
+def test_replicate_by_version_and_missing_token():
+    with ReplicateServer(token="tok") as server:
+        config = {"endpoint": f"{server.url}/v1", "version": "abc123", "api_token": "tok", "timeout": 5,
+                  "poll_interval": 0.05, "params": {"scale": 2}}
+        result = registry.get("replicate").process_image(SOURCE, config)
+        create = server.requests[0]
+        assert create["path"] == "/v1/predictions" and create["json"]["version"] == "abc123"
+        assert create["json"]["input"]["scale"] == 2
+        assert result.provider_job_id and _image(result).size == (48, 32)
+        with pytest.raises(ProviderError, match="No API token"):
+            registry.get("replicate").process_image(SOURCE, {**config, "api_token": ""})
+
+
+def test_runpod_url_output_and_bad_token_is_not_retryable():
+    with RunPodServer(token="key", output_style="url") as server:
+        config = {"endpoint": f"{server.url}/v2/ep1", "api_key": "key", "timeout": 5, "poll_interval": 0.05}
+        result = registry.get("runpod").process_image(SOURCE, config)
+        assert _image(result).size == (48, 32)
+        assert server.requests[0]["json"]["policy"]["executionTimeout"] == 5001
+        with pytest.raises(ProviderError) as exc:
+            registry.get("runpod").process_image(SOURCE, {**config, "api_key": "wrong"})
+        assert "401" in str(exc.value) and not exc.value.retryable
+
+
+def test_invalid_stored_config_fails_the_job_with_the_field_named(app):
+    with app.app_context():
+        provider = p.add_provider("local", config={"timeout": 30, "retries": 0})
+        fn = p.add_function(provider, provider_config={"operation": "sharpen-everything"})
+        with pytest.raises(ProviderError, match="operation"):
+            jobs.effective_config(provider, fn)
+        user = p.funded_customer(5)
+        with pytest.raises(jobs.SubmitError, match="temporarily unavailable") as exc:
+            jobs.submit(user, fn.key, image_bytes())
+        assert exc.value.status == 503 and p.balance(user.id) == 5 and p.jobs_count() == 0
+
+
+def test_function_config_overrides_provider_and_params_merge(app):
+    with app.app_context():
+        provider = p.add_provider("local", config={"timeout": 30, "retries": 3, "params": {"scale": 4, "a": 1}})
+        fn = p.add_function(provider, provider_config={"operation": "upscale", "retries": 0, "params": {"scale": 2}})
+        config = jobs.effective_config(provider, fn)
+        assert config["retries"] == 0 and config["timeout"] == 30 and config["output_format"] == "PNG"
+        assert config["params"] == {"scale": 2, "a": 1}
