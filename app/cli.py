@@ -1,4 +1,4 @@
-"""Operator commands: flask create-admin, flask seed-demo."""
+"""Operator commands: flask create-admin, flask seed-demo, flask rotate-keys."""
 import secrets
 
 import click
@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts, credits
+from app.services import accounts, credits, crypto
 
 DEMO_ADMIN_EMAIL = "admin@neurapix.local"
 DEMO_CUSTOMER_EMAIL = "customer@neurapix.local"
@@ -57,6 +57,18 @@ def init_app(app):
             raise click.BadParameter("use at least 8 characters", param_hint="--password")
         user, created = _save_staff(email, password, role)
         click.echo(f"{'Created' if created else 'Updated'} {user.role} {user.email}.")
+
+    @app.cli.command("rotate-keys")
+    def rotate_keys():
+        """Re-encrypt every stored secret under the newest ENCRYPTION_KEY (the first listed).
+
+        Rotate by putting a new key in front (ENCRYPTION_KEY=new,old), running this, then dropping old.
+        """
+        providers = db.session.scalars(sa.select(Provider).where(Provider.secrets.is_not(None))).all()
+        for provider in providers:
+            provider.secrets = crypto.rotate(provider.secrets)
+        db.session.commit()
+        click.echo(f"Re-encrypted the secrets of {len(providers)} provider(s) under the newest key.")
 
     @app.cli.command("seed-demo")
     def seed_demo():

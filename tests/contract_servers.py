@@ -1,4 +1,5 @@
-"""Local HTTP servers speaking Replicate's and RunPod serverless's public APIs (see CONTRACTS.md).
+"""Local HTTP servers speaking Replicate's and RunPod serverless's public APIs (see CONTRACTS.md), plus a
+custom API of neither shape for the generic HTTP provider.
 
 They record every request and "process" the input image by inverting it, so provider code is tested for real.
 """
@@ -329,3 +330,67 @@ class RunPodServer(ContractServer):
         elif job["state"] == FAILED:
             out["error"] = job["error"]
         return out
+
+
+class CustomImageAPIServer(ContractServer):
+    """An in-house style API shaped like neither of the above, for the generic HTTP provider: the key in
+    X-Api-Key, jobs under /api/v2/jobs wrapped in {"job": ...}, outputs as file links, and a synchronous
+    /api/v2/convert that answers with base64."""
+
+    routes = [
+        ("POST", r"/api/v2/jobs", "_create"),
+        ("GET", r"/api/v2/jobs/(?P<job_id>[\w-]+)", "_get"),
+        ("POST", r"/api/v2/jobs/(?P<job_id>[\w-]+)/(?P<abort>abort)", "_get"),
+        ("POST", r"/api/v2/convert", "_convert"),
+    ]
+    states = {QUEUED: "PENDING", RUNNING: "RUNNING", SUCCEEDED: "FINISHED", FAILED: "ERRORED", CANCELED: "ABORTED"}
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"image_key": "picture", **kwargs})
+        self._current = threading.local()  # each request has its own handler thread
+
+    def _handle(self, h):
+        # The base checks only the Authorization header; this API's key travels in X-Api-Key.
+        self._current.api_key = h.headers.get("X-Api-Key", "")
+        super()._handle(h)
+
+    def _authorized(self, value):
+        return self._current.api_key == self.expected_token
+
+    def _error(self, message):
+        return {"error": {"message": message}}
+
+    def _create(self, body):
+        if refused := self._refuse_create():
+            return refused
+        task = body.get("task")
+        if not isinstance(task, dict) or "picture" not in task:
+            return 422, self._error("task.picture is required")
+        return 202, self._job_body(self._new_job(str(uuid.uuid4()), task))
+
+    def _get(self, body, job_id, abort=None):
+        job = self._advance(job_id, cancel=bool(abort))
+        return (200, self._job_body(job)) if job else (404, self._error("job not found"))
+
+    def _convert(self, body):
+        status, payload = self._create(body)
+        if status != 202:
+            return status, payload
+        # Synchronous: settle the job now; a hung one is what a gateway would cut off.
+        with self._lock:
+            job = self.jobs[payload["job"]["uuid"]]
+            self._move(job, job["outcome"])
+            job = dict(job)
+        if job["state"] == SUCCEEDED:
+            return 200, {"output": {"b64": base64.b64encode(job["png"]).decode()}}
+        if job["state"] == RUNNING:
+            return 504, self._error("conversion timed out")
+        return 422, self._error(job["error"])
+
+    def _job_body(self, job):
+        out = {"uuid": job["id"], "state": self.states[job["state"]]}
+        if job["state"] == SUCCEEDED:
+            out["result"] = {"files": [{"href": f"{self.url}/files/{job['id']}.png"}]}
+        elif job["state"] == FAILED:
+            out["message"] = job["error"]
+        return {"job": out}

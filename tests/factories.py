@@ -37,12 +37,13 @@ def make_row(model):
         column = attr.columns[0]
         if column.primary_key and column.autoincrement is not False and isinstance(column.type, sa.Integer):
             continue
-        if column.nullable or column.default is not None or column.server_default is not None:
-            continue
         if column.foreign_keys:
+            # Parents are filled even when optional: forms usually require them (a function's provider).
             parent = next(iter(column.foreign_keys)).column.table
             parent_model = next(m.class_ for m in db.Model.registry.mappers if m.local_table is parent)
             values[attr.key] = make_row(parent_model).id
+        elif column.nullable or column.default is not None or column.server_default is not None:
+            continue
         else:
             values[attr.key] = _value(column)
     row = model(**values)

@@ -77,7 +77,7 @@ def test_invalid_stored_config_fails_the_job_with_the_field_named(app):
         provider = p.add_provider("local", config={"timeout": 30, "retries": 0})
         fn = p.add_function(provider, provider_config={"operation": "sharpen-everything"})
         with pytest.raises(ProviderError, match="operation"):
-            jobs.effective_config(provider, fn)
+            jobs.effective_config(provider, fn.provider_config)
         user = p.funded_customer(5)
         with pytest.raises(jobs.SubmitError, match="temporarily unavailable") as exc:
             jobs.submit(user, fn.key, image_bytes())
@@ -88,6 +88,6 @@ def test_function_config_overrides_provider_and_params_merge(app):
     with app.app_context():
         provider = p.add_provider("local", config={"timeout": 30, "retries": 3, "params": {"scale": 4, "a": 1}})
         fn = p.add_function(provider, provider_config={"operation": "upscale", "retries": 0, "params": {"scale": 2}})
-        config = jobs.effective_config(provider, fn)
+        config = jobs.effective_config(provider, fn.provider_config)
         assert config["retries"] == 0 and config["timeout"] == 30 and config["output_format"] == "PNG"
         assert config["params"] == {"scale": 2, "a": 1}

@@ -1,22 +1,95 @@
-"""Admin views for the catalog: AI functions and the providers that run them."""
+"""Admin views for the catalog: AI functions (with fallback chains) and the providers that run them.
+
+Configs are edited as JSON against each plugin's JSON Schema and validated on save; provider secrets
+are separate masked inputs, stored encrypted. "Test" buttons call a provider for real (admin only).
+"""
 import json
 
+import sqlalchemy as sa
+from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
 from flask_admin.form import Select2Widget
+from flask_admin.model.template import LinkRowAction
 from markupsafe import Markup
-from wtforms import SelectField, SelectMultipleField, TextAreaField
-from wtforms.validators import InputRequired, ValidationError
+from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField
+from wtforms.validators import DataRequired, InputRequired, ValidationError
 
-from app.admin.base import RoleModelView
+from app.admin.base import ADMIN, RoleModelView, current_role
+from app.extensions import db
+from app.models import AIFunction, FunctionFallback, Provider
 from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
-from app.services.crypto import MASK, decrypt_json, encrypt_json, mask
+from app.providers.base import ProviderError
+from app.services import audit, catalog, jobs, provider_checks
+from app.services.crypto import decrypt_json, encrypt_json, mask, merge_secrets
+
+SECRET = "secret__"
 
 
 def _megabytes(_view, _context, model, _name):
     return f"{model.max_file_size / 1048576:.1f} MB"
 
 
-class AIFunctionView(RoleModelView):
+def _public_schema(key):
+    """A plugin's schema without its secret fields (those have their own masked inputs)."""
+    plugin = registry.plugin_class(key)
+    schema = json.loads(json.dumps(plugin.config_schema))
+    for name in plugin.secret_fields:
+        schema["properties"].pop(name, None)
+    return schema
+
+
+def _secret_names():
+    """Every secret field any plugin declares → the plugins that use it, for the provider form."""
+    names = {}
+    for key in registry.available():
+        for name in registry.plugin_class(key).secret_fields:
+            names.setdefault(name, []).append(registry.plugin_class(key).name)
+    return names
+
+
+def _editor(field, schemas, source):
+    """Turn a JSON textarea into the code editor, documenting the schema of the selected plugin."""
+    field.render_kw = {**(field.render_kw or {}), "data-json-editor": "", "data-schemas": json.dumps(schemas),
+                       "data-schema-source": source, "rows": 10}
+
+
+def _json_object(_form, field):
+    if field.data is not None and not isinstance(field.data, dict):
+        raise ValidationError("The config must be a JSON object, e.g. {\"timeout\": 120}.")
+
+
+def _schema_errors(key, merged):
+    errors = jobs.config_errors(registry.plugin_class(key), merged)
+    if errors:
+        raise ValidationError(" · ".join(errors[:5]))
+
+
+class ToolsView(RoleModelView):
+    """Edit pages with the JSON editor and a "Test" panel; the test endpoint is admin only."""
+
+    create_template = "admin/catalog_create.html"
+    edit_template = "admin/catalog_edit.html"
+    tool_roles = ADMIN
+
+    @property
+    def can_use_tools(self):
+        return current_role() in self.tool_roles
+
+    def _require_tools(self):
+        if not self.can_use_tools:
+            abort(403)
+
+    def test_result(self, provider, overrides=None, secrets=None, saved=None):
+        outcome = provider_checks.run_test(provider, overrides, secrets)
+        if saved is not None:
+            provider_checks.record_health(saved, outcome)
+        return jsonify(outcome)
+
+
+class AIFunctionView(ToolsView):
+    list_template = "admin/function_list.html"
     column_list = ("key", "name", "price_per_use", "enabled", "provider", "priority", "daily_limit",
                    "max_file_size", "updated_at")
     column_searchable_list = ("key", "name")
@@ -26,85 +99,220 @@ class AIFunctionView(RoleModelView):
     column_default_sort = [("priority", True), ("name", False)]
     column_formatters = {"max_file_size": _megabytes}
     column_labels = {"price_per_use": "Price (credits)", "max_file_size": "Max file size"}
-    form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "price_per_use",
-                    "max_file_size", "allowed_formats", "priority", "daily_limit")
+    column_extra_row_actions = [LinkRowAction("fa fa-download", "export?id={row_id}", "Export config as JSON")]
+    action_roles = {"clone": ADMIN}
+    form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "fallbacks",
+                    "price_per_use", "max_file_size", "allowed_formats", "priority", "daily_limit")
     form_overrides = {"allowed_formats": SelectMultipleField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
                             "validators": [InputRequired("Pick at least one format.")],
                             "description": "Formats are checked by decoding the image, not by file name."},
         "key": {"description": "Stable identifier used in URLs (/f/<key>) and the API, e.g. enhance, upscale."},
+        "provider": {"validators": [DataRequired("Choose the provider that runs this function.")],
+                     "query_factory": lambda: db.session.scalars(
+                         sa.select(Provider).order_by(Provider.enabled.desc(), Provider.name)).all()},
         "max_file_size": {"description": "In bytes: 10485760 is 10 MB."},
         "priority": {"description": "Higher comes first on the site; 50 and above use the high-priority queue, "
                                     "below 0 the low one."},
         "daily_limit": {"description": "Uses per customer per day. Leave empty for no limit."},
-        "provider_config": {"description": "JSON merged over the provider's config: model, timeout, retries, params."},
+        "provider_config": {"validators": [_json_object],
+                            "description": "JSON merged over the provider's config (this wins; params merge): "
+                                           "model, timeout, retries, params…"},
     }
+    inline_models = [(FunctionFallback, {
+        "form_columns": ("id", "position", "provider", "provider_config"),
+        "form_label": "Fallback",
+        "form_args": {"provider_config": {"validators": [_json_object]},
+                      "position": {"description": "Order in the chain: 1 is tried first after the primary."}},
+    })]
 
+    def scaffold_form(self):
+        form_class = super().scaffold_form()
 
-class SecretsField(TextAreaField):
-    """A JSON object of secrets, shown masked; a masked value sent back keeps the stored one."""
+        def validate_provider_config(form, field):
+            provider = form.provider.data
+            if provider is not None and isinstance(field.data, dict):
+                _schema_errors(provider.key, jobs.merged_config(provider, field.data))
 
-    def process_formdata(self, valuelist):
-        raw = (valuelist[0] if valuelist else "").strip()
+        form_class.validate_provider_config = validate_provider_config
+        return form_class
+
+    def _decorate(self, form, obj=None):
+        providers = db.session.scalars(sa.select(Provider)).all()
+        _editor(form.provider_config, {str(p.id): _public_schema(p.key) for p in providers
+                                       if p.key in registry.available()}, "provider")
+        if obj is not None and obj.provider is not None:
+            try:
+                config = jobs.effective_config(obj.provider, obj.provider_config)
+                where = {k: "this function" if k in (obj.provider_config or {}) else obj.provider.name
+                         for k in ("timeout", "retries")}
+                form.provider_config.description = (
+                    f"{form.provider_config.description} Effective now: timeout {config['timeout']} s "
+                    f"(from {where['timeout']}), retries {config['retries']} (from {where['retries']}).")
+            except ProviderError as exc:
+                form.provider_config.description = f"{form.provider_config.description} Saved config problem: {exc}"
+        return form
+
+    def create_form(self, obj=None):
+        return self._decorate(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        return self._decorate(super().edit_form(obj), obj)
+
+    def on_model_change(self, form, model, is_created):
+        for step in model.fallbacks:
+            if step.provider is None:
+                raise ValueError(f"Fallback #{step.position}: choose a provider.")
+            try:
+                jobs.effective_config(step.provider, step.provider_config)
+            except (ProviderError, registry.UnknownProvider) as exc:
+                raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {exc}") from None
+        super().on_model_change(form, model, is_created)
+
+    @expose("/test", methods=["POST"])
+    def test_view(self):
+        """Run the function's config on screen (saved or not) through its provider once."""
+        self._require_tools()
+        provider = db.session.get(Provider, request.form.get("provider", type=int) or 0)
+        if provider is None:
+            return jsonify({"ok": False, "error": "Choose a provider first.", "latency_ms": 0})
         try:
-            self.data = json.loads(raw) if raw else {}
+            overrides = json.loads(request.form.get("provider_config") or "{}")
         except json.JSONDecodeError as exc:
-            self.data = None
-            raise ValueError(f"Secrets must be a JSON object: {exc.msg} at line {exc.lineno}.") from exc
+            return jsonify({"ok": False, "error": f"Invalid JSON: {exc.msg} (line {exc.lineno})", "latency_ms": 0})
+        return self.test_result(provider, overrides, saved=provider)
 
-    def pre_validate(self, form):
-        if not isinstance(self.data, dict) or not all(isinstance(v, str) for v in self.data.values()):
-            raise ValidationError('Secrets must be a JSON object of strings, e.g. {"api_token": "…"}.')
+    @expose("/export")
+    def export_view(self):
+        fn = db.session.get(AIFunction, request.args.get("id", type=int) or 0)
+        if fn is None:
+            abort(404)
+        body = json.dumps(catalog.export_function(fn), indent=2, ensure_ascii=False)
+        return body, 200, {"Content-Type": "application/json",
+                           "Content-Disposition": f'attachment; filename="function-{fn.key}.json"'}
 
-    def _value(self):
-        if isinstance(self.data, dict):
-            return json.dumps(self.data, indent=2, ensure_ascii=False)
-        return self.data or ""
+    @expose("/import", methods=["GET", "POST"])
+    def import_view(self):
+        self._require_tools()
+        error = None
+        if request.method == "POST":
+            upload = request.files.get("file")
+            raw = upload.read().decode("utf-8", "replace") if upload and upload.filename else request.form.get("json", "")
+            try:
+                fn, created = catalog.import_function(json.loads(raw))
+                audit.record("import", "AIFunction", fn.id, new=audit.snapshot(fn))
+                db.session.commit()
+                flash(f"{'Created' if created else 'Updated'} function {fn.key} from JSON.", "success")
+                return redirect(url_for(".edit_view", id=fn.id))
+            except json.JSONDecodeError as exc:
+                error = f"Invalid JSON: {exc.msg} (line {exc.lineno})."
+            except catalog.CatalogImportError as exc:
+                db.session.rollback()
+                error = str(exc)
+        return self.render("admin/function_import.html", error=error, providers=registry.available())
+
+    @action("clone", "Clone", "Make a disabled copy of the selected functions?")
+    def action_clone(self, ids):
+        for fn_id in ids:
+            copy = catalog.clone_function(db.session.get(AIFunction, int(fn_id)))
+            audit.record("clone", "AIFunction", copy.id, new=audit.snapshot(copy))
+        db.session.commit()
+        flash(f"Cloned {len(ids)} function(s); the copies are disabled until you enable them.", "success")
 
 
-class ProviderView(RoleModelView):
-    column_list = ("name", "key", "enabled", "last_status", "last_latency_ms", "last_checked_at", "updated_at")
+class ProviderView(ToolsView):
+    column_list = ("name", "key", "enabled", "functions", "last_status", "last_latency_ms", "last_checked_at",
+                   "last_error")
     column_searchable_list = ("name", "key")
     column_filters = ("key", "enabled", "last_status", "created_at")
-    column_editable_list = ("enabled",)
-    column_labels = {"key": "Plugin", "last_latency_ms": "Latency (ms)"}
+    column_labels = {"key": "Plugin", "last_latency_ms": "Latency (ms)", "last_status": "Health",
+                     "last_checked_at": "Checked", "functions": "Used by"}
+    column_formatters = {
+        "functions": lambda _v, _c, m, _n: ", ".join(f.key for f in m.functions) or "—",
+        "last_error": lambda _v, _c, m, _n: (m.last_error or "")[:120],
+    }
     column_formatters_detail = {
         "config": lambda _v, _c, m, _n: Markup("<pre>{}</pre>").format(json.dumps(m.config, indent=2)),
     }
-    form_columns = ("name", "key", "enabled", "config", "secret_values")
-    form_extra_fields = {
-        "secret_values": SecretsField(
-            "Secrets",
-            description=f"JSON object of API tokens, stored encrypted and shown masked. "
-                        f"Keep a masked value ({MASK}…) to leave it unchanged; remove a key to delete it.",
-        )
-    }
-    form_args = {
-        "config": {"description": "JSON: endpoint, model, timeout, retries, default params."},
-    }
+    form_columns = ("name", "key", "enabled", "config")
+    form_args = {"config": {"validators": [_json_object],
+                            "description": "JSON: endpoint, model, timeout, retries, default params. "
+                                           "Secrets go in their own fields below."}}
 
     def scaffold_form(self):
-        form = super().scaffold_form()
+        form_class = super().scaffold_form()
         # The plugin keys registered in code, so a typo cannot bind a provider to nothing.
-        form.key = SelectField("Plugin", choices=[(k, registry.plugin_class(k).name + f" ({k})")
-                                                  for k in registry.available()],
-                               description="Which plugin runs this provider.")
-        return form
+        form_class.key = SelectField("Plugin", choices=[(k, f"{registry.plugin_class(k).name} ({k})")
+                                                        for k in registry.available()],
+                                     description="Which plugin runs this provider.")
+        for name, plugins in _secret_names().items():
+            setattr(form_class, SECRET + name, PasswordField(
+                f"{name} ({', '.join(plugins)})",
+                description="Stored encrypted and never shown. Leave blank to keep the stored value."))
+            setattr(form_class, f"{SECRET}{name}__clear", BooleanField(f"Remove the stored {name}"))
 
-    def on_form_prefill(self, form, id):
-        stored = decrypt_json(self.get_one(id).secrets)
-        form.secret_values.data = {k: mask(v) for k, v in stored.items()}
+        def validate_config(form, field):
+            if isinstance(field.data, dict) and form.key.data in registry.available():
+                stored = decrypt_json(form._obj.secrets) if getattr(form, "_obj", None) is not None else {}
+                plugin = registry.plugin_class(form.key.data)
+                merged = {**plugin.defaults(), **field.data, **self._secrets_from(form, stored)}
+                _schema_errors(form.key.data, merged)
 
-    def on_model_change(self, form, model, is_created):
-        if "secret_values" in form:  # absent from the list view's inline "enabled" toggle
-            self._save_secrets(model, form.secret_values.data or {}, is_created)
-        super().on_model_change(form, model, is_created)
+        form_class.validate_config = validate_config
+        return form_class
 
     @staticmethod
-    def _save_secrets(model, submitted, is_created):
-        stored = {} if is_created else decrypt_json(model.secrets)
-        merged = {k: (stored.get(k, "") if v.startswith(MASK) else v) for k, v in submitted.items()}
-        merged = {k: v for k, v in merged.items() if v}
-        if merged != stored:
-            model.secrets = encrypt_json(merged) if merged else None
+    def _secrets_from(form, stored):
+        entered = {n: form[SECRET + n].data or "" for n in _secret_names() if SECRET + n in form}
+        cleared = {n for n in _secret_names() if f"{SECRET}{n}__clear" in form and form[f"{SECRET}{n}__clear"].data}
+        return merge_secrets(stored, entered, cleared)
+
+    def _decorate(self, form, obj=None):
+        _editor(form.config, {k: _public_schema(k) for k in registry.available()}, "key")
+        stored = decrypt_json(obj.secrets) if obj is not None else {}
+        for name in _secret_names():
+            if SECRET + name in form:
+                form[SECRET + name].render_kw = {"placeholder": mask(stored.get(name)) or "not set",
+                                                 "autocomplete": "new-password"}
+        if obj is not None and obj.functions:
+            dependents = ", ".join(f.key for f in obj.functions)
+            form.enabled.description = f"Used by: {dependents}. Disabling it takes them off the site unless a " \
+                                       f"fallback provider can run them."
+            form.enabled.render_kw = {"data-confirm-disable": f"Disable this provider? These functions depend on "
+                                                              f"it: {dependents}."}
+        return form
+
+    def create_form(self, obj=None):
+        return self._decorate(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        form._obj = obj
+        return self._decorate(form, obj)
+
+    def on_model_change(self, form, model, is_created):
+        if any(SECRET + name in form for name in _secret_names()):
+            stored = {} if is_created else decrypt_json(model.secrets)
+            merged = self._secrets_from(form, stored)
+            if merged != stored:
+                model.secrets = encrypt_json(merged) if merged else None
+        super().on_model_change(form, model, is_created)
+
+    @expose("/test", methods=["POST"])
+    def test_view(self):
+        """Run the provider config on screen (saved or not, secrets entered or stored) once."""
+        self._require_tools()
+        key = request.form.get("key", "")
+        if key not in registry.available():
+            return jsonify({"ok": False, "error": f"Unknown plugin {key!r}.", "latency_ms": 0})
+        try:
+            config = json.loads(request.form.get("config") or "{}")
+        except json.JSONDecodeError as exc:
+            return jsonify({"ok": False, "error": f"Invalid JSON: {exc.msg} (line {exc.lineno})", "latency_ms": 0})
+        saved = db.session.get(Provider, request.args.get("id", type=int) or 0)
+        stored = decrypt_json(saved.secrets) if saved is not None else {}
+        entered = {n: request.form.get(SECRET + n, "") for n in _secret_names()}
+        cleared = {n for n in _secret_names() if request.form.get(f"{SECRET}{n}__clear")}
+        on_screen = Provider(key=key, name=request.form.get("name") or key, config=config)
+        return self.test_result(on_screen, {}, merge_secrets(stored, entered, cleared), saved=saved)

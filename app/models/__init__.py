@@ -1,13 +1,13 @@
 """All tables, imported here so Alembic and the admin see every model."""
 from app.models.audit import AuditLog
 from app.models.billing import CreditLedger, Payment, Plan
-from app.models.catalog import AIFunction, Provider
+from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
 from app.models.jobs import Job, JobLog
 from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "CreditLedger", "Job", "JobLog", "Page", "Payment", "Plan",
+    "AIFunction", "AuditLog", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Page", "Payment", "Plan",
     "Provider", "Setting", "User",
 ]

@@ -63,6 +63,27 @@ class AIFunction(db.Model):
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     provider = relationship("Provider", back_populates="functions", lazy="joined")
+    fallbacks = relationship("FunctionFallback", order_by="FunctionFallback.position", cascade="all, delete-orphan",
+                             passive_deletes=True, back_populates="function")
 
     def __str__(self):
         return f"{self.name} ({self.key})"
+
+
+class FunctionFallback(db.Model):
+    """One step of a function's fallback chain: used, in position order, once the primary gives up."""
+
+    __tablename__ = "function_fallbacks"
+    __table_args__ = (sa.UniqueConstraint("function_id", "position", name="function_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    function_id: Mapped[int] = mapped_column(sa.ForeignKey("ai_functions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(default=1)
+    provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    provider_config: Mapped[dict] = mapped_column(JSONType, default=dict)
+
+    function = relationship("AIFunction", back_populates="fallbacks")
+    provider = relationship("Provider", lazy="joined")
+
+    def __str__(self):
+        return f"#{self.position} {self.provider}"

@@ -129,7 +129,9 @@ def run_remote(config, *, create, fetch, cancel, is_done, should_cancel):
     try:
         while not is_done(state):
             stopping = CancelledByUser("Cancelled while the provider was processing.") if should_cancel() else (
-                ProviderError("The provider did not finish within the configured timeout; the job was cancelled there.")
+                # Retryable: a stuck remote job says little about the next one, and a fallback may serve.
+                ProviderError("The provider did not finish within the configured timeout; the job was cancelled "
+                              "there.", retryable=True)
                 if time.monotonic() >= deadline else None)
             if stopping is not None:
                 try:

@@ -1,17 +1,20 @@
-"""What customers may see and buy: the one rule deciding whether a function is on the site."""
+"""The catalog's rules: which functions customers may see and buy, and moving a function's setup
+between servers (export, import, clone) without its provider's secrets."""
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import AIFunction, Plan, Provider
+from app.models import AIFunction, FunctionFallback, Plan, Provider
 
 
 def _visible():
-    # A function is offered only while it and its provider are both enabled.
-    return (
-        sa.select(AIFunction)
-        .join(Provider, AIFunction.provider_id == Provider.id)
-        .where(AIFunction.enabled.is_(True), Provider.enabled.is_(True))
+    # A function is offered only while it is enabled and some provider of its chain (the primary or a
+    # fallback) is enabled to run it.
+    primary_on = sa.exists().where(Provider.id == AIFunction.provider_id, Provider.enabled.is_(True))
+    fallback_on = (
+        sa.exists().where(FunctionFallback.function_id == AIFunction.id)
+        .where(Provider.id == FunctionFallback.provider_id, Provider.enabled.is_(True))
     )
+    return sa.select(AIFunction).where(AIFunction.enabled.is_(True), sa.or_(primary_on, fallback_on))
 
 
 def visible_functions():
@@ -26,3 +29,65 @@ def public_plans():
     return db.session.scalars(
         sa.select(Plan).where(Plan.hidden.is_(False)).order_by(Plan.sort_order, Plan.price)
     ).all()
+
+
+class CatalogImportError(ValueError):
+    """A function file that cannot be imported; the message says what to fix."""
+
+
+EXPORTED_FIELDS = ("key", "name", "description", "price_per_use", "enabled", "provider_config", "max_file_size",
+                   "allowed_formats", "priority", "daily_limit")
+
+
+def export_function(fn):
+    """A function's setup as plain JSON data. Providers are named, never embedded: no secrets leave."""
+    data = {field: getattr(fn, field) for field in EXPORTED_FIELDS}
+    data["provider"] = fn.provider.name if fn.provider else None
+    data["fallbacks"] = [{"position": fb.position, "provider": fb.provider.name, "provider_config": fb.provider_config}
+                         for fb in fn.fallbacks]
+    return {"neurapix_function": 1, **data}
+
+
+def _provider_named(name):
+    provider = db.session.scalars(sa.select(Provider).where(Provider.name == name)).first()
+    if provider is None:
+        raise CatalogImportError(f"No provider named {name!r} here: create it first, or edit the file.")
+    return provider
+
+
+def import_function(data):
+    """Create or update (by key) a function from export_function's data. Returns (function, created)."""
+    if not isinstance(data, dict) or data.get("neurapix_function") != 1:
+        raise CatalogImportError("This is not a Neurapix function export.")
+    missing = [f for f in ("key", "name", "provider") if not data.get(f)]
+    if missing:
+        raise CatalogImportError(f"The file is missing: {', '.join(missing)}.")
+    fn = db.session.scalars(sa.select(AIFunction).where(AIFunction.key == data["key"])).first()
+    created = fn is None
+    if created:
+        fn = AIFunction(key=data["key"])
+        db.session.add(fn)
+    for field in EXPORTED_FIELDS[1:]:
+        if field in data:
+            setattr(fn, field, data[field])
+    fn.provider = _provider_named(data["provider"])
+    fn.fallbacks = [FunctionFallback(position=step.get("position", i), provider=_provider_named(step["provider"]),
+                                     provider_config=step.get("provider_config") or {})
+                    for i, step in enumerate(data.get("fallbacks") or [], 1)]
+    db.session.flush()
+    return fn, created
+
+
+def clone_function(fn):
+    """A disabled copy of `fn` (fallbacks included) under the first free key like "<key>-copy"."""
+    taken = set(db.session.scalars(sa.select(AIFunction.key).where(AIFunction.key.like(f"{fn.key}-copy%"))))
+    key = next(k for k in (f"{fn.key}-copy" + (f"-{n}" if n else "") for n in range(len(taken) + 1))
+               if k not in taken)
+    copy = AIFunction(**{f: getattr(fn, f) for f in EXPORTED_FIELDS if f != "key"}, key=key,
+                      provider_id=fn.provider_id)
+    copy.enabled, copy.name = False, f"{fn.name} (copy)"
+    copy.fallbacks = [FunctionFallback(position=fb.position, provider_id=fb.provider_id,
+                                       provider_config=dict(fb.provider_config or {})) for fb in fn.fallbacks]
+    db.session.add(copy)
+    db.session.flush()
+    return copy

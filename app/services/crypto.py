@@ -36,3 +36,15 @@ def mask(value):
         return ""
     text = str(value)
     return MASK + text[-4:] if len(text) > 8 else MASK
+
+
+def merge_secrets(stored, entered, cleared=()):
+    """The secrets to keep after an edit: an entered value replaces, a blank keeps, a cleared name goes."""
+    merged = {k: v for k, v in stored.items() if k not in cleared}
+    merged.update({k: v for k, v in entered.items() if v})
+    return merged
+
+
+def rotate(token):
+    """Re-encrypt a token under the newest key (first in ENCRYPTION_KEY); readable by any listed key."""
+    return _fernet().rotate(token.encode()).decode() if token else token

@@ -88,22 +88,54 @@ def _validator(plugin):
     return cls(plugin.config_schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def effective_config(provider, fn):
-    """Provider defaults ⊕ provider config ⊕ function config (params merged), plus decrypted secrets."""
+def config_errors(plugin, config):
+    """Every way `config` breaks the plugin's schema, as "field: message", most relevant first."""
+    errors = sorted(_validator(plugin).iter_errors(config), key=jsonschema.exceptions.relevance)
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or 'config'}: {e.message}" for e in errors]
+
+
+def merged_config(provider, overrides, secrets=None):
+    """Provider defaults ⊕ provider config ⊕ the function's overrides (params merged), plus secrets
+    (decrypted from the provider unless given)."""
     plugin = registry.plugin_class(provider.key)
-    merged = {**plugin.defaults(), **(provider.config or {}), **(fn.provider_config or {})}
-    merged["params"] = {**(provider.config or {}).get("params", {}), **(fn.provider_config or {}).get("params", {})}
-    merged.update(decrypt_json(provider.secrets))
-    error = jsonschema.exceptions.best_match(_validator(plugin).iter_errors(merged))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "config"
-        raise ProviderError(f"Invalid {plugin.name} config at {where}: {error.message}")
+    base, extra = provider.config or {}, overrides or {}
+    merged = {**plugin.defaults(), **base, **extra}
+    merged["params"] = {**base.get("params", {}), **extra.get("params", {})}
+    merged.update(decrypt_json(provider.secrets) if secrets is None else secrets)
     return merged
 
 
-def lease_seconds(config):
-    attempts = int(config.get("retries", 0)) + 1
-    return float(config.get("timeout", 300)) * attempts + current_app.config["JOB_LEASE_GRACE_SECONDS"]
+def effective_config(provider, overrides, secrets=None):
+    """merged_config, validated against the plugin's schema; ProviderError names the first bad field."""
+    plugin = registry.plugin_class(provider.key)
+    merged = merged_config(provider, overrides, secrets)
+    errors = config_errors(plugin, merged)
+    if errors:
+        raise ProviderError(f"Invalid {plugin.name} config at {errors[0]}")
+    return merged
+
+
+def steps(fn):
+    """The providers a job of `fn` may use, in order: the primary, then each enabled fallback.
+
+    Returns ([(provider, config)], [problem]); a step whose provider is disabled is left out and one
+    whose config is invalid is reported as a problem, so the chain still runs on the rest."""
+    chain = [(fn.provider, fn.provider_config)] + [(fb.provider, fb.provider_config) for fb in fn.fallbacks]
+    usable, problems = [], []
+    for provider, overrides in chain:
+        if provider is None or not provider.enabled:
+            continue
+        try:
+            usable.append((provider, effective_config(provider, overrides)))
+        except (ProviderError, registry.UnknownProvider) as exc:
+            problems.append(f"{provider.name}: {exc}")
+    return usable, problems
+
+
+def lease_seconds(plan):
+    """How long a run of the whole chain may take before its worker is presumed dead."""
+    total = sum(float(c.get("timeout", 300)) * (int(c.get("retries", 0)) + 1) for _p, c in plan)
+    return total + current_app.config["JOB_LEASE_GRACE_SECONDS"]
 
 
 def _jobs_today(user_id, function_key):
@@ -124,11 +156,10 @@ def submit(user, function_key, data, filename="upload"):
     if user.is_banned:
         raise SubmitError("Your account is suspended.", status=403)
     meta = inspect_upload(fn, data)
-    try:
-        config = effective_config(fn.provider, fn)
-    except (ProviderError, registry.UnknownProvider):
-        log.exception("function %s has an unusable provider config", fn.key)
-        raise SubmitError("This tool is temporarily unavailable. Please try again later.", status=503) from None
+    plan, problems = steps(fn)
+    if not plan:
+        log.error("function %s has no usable provider: %s", fn.key, "; ".join(problems))
+        raise SubmitError("This tool is temporarily unavailable. Please try again later.", status=503)
 
     input_ref = storage.save(data, SUFFIXES[meta["content_type"]])
     try:
@@ -137,8 +168,8 @@ def submit(user, function_key, data, filename="upload"):
         if fn.daily_limit and _jobs_today(user.id, fn.key) >= fn.daily_limit:
             raise SubmitError(f"You have used {fn.name} {fn.daily_limit} times today, its daily limit. "
                               f"Try again tomorrow.", status=429)
-        job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=fn.provider_id,
-                  provider_key=fn.provider.key, status="queued", input_ref=input_ref, input_meta=meta,
+        job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=plan[0][0].id,
+                  provider_key=plan[0][0].key, status="queued", input_ref=input_ref, input_meta=meta,
                   credits_charged=fn.price_per_use)
         db.session.add(job)
         db.session.flush()
@@ -157,7 +188,7 @@ def submit(user, function_key, data, filename="upload"):
         raise
 
     try:
-        queue.enqueue(job.id, fn.priority, lease_seconds(config))
+        queue.enqueue(job.id, fn.priority, lease_seconds(plan))
     except Exception:
         log.exception("job %s could not be queued", job.id)
         _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.")
@@ -216,36 +247,27 @@ def _cancel_requested(job_id):
 
 def run(job_id):
     """Process one job with the function and provider rows as they are now in the database."""
-    # Read fresh, in one query, before claiming: an admin's last edit decides this run.
+    # Read fresh, before claiming: an admin's last edit decides this run.
     fn = db.session.scalars(sa.select(AIFunction).join(Job, Job.function_id == AIFunction.id)
                             .where(Job.id == job_id)).first()
-    provider = fn.provider if fn else None
-    problem, config = None, None
-    if fn is None or provider is None or not provider.enabled:
-        problem = "This tool was removed or its provider disabled before the job ran."
-    else:
-        try:
-            plugin = registry.get(provider.key)
-            config = effective_config(provider, fn)
-        except (ProviderError, registry.UnknownProvider) as exc:
-            problem = str(exc)
-    values = {} if problem else {
-        "provider_id": provider.id, "provider_key": provider.key,
-        "lease_expires_at": _now() + timedelta(seconds=lease_seconds(config)),
-    }
+    plan, problems = steps(fn) if fn else ([], ["This tool was removed before the job ran."])
+    first = plan[0][0] if plan else None
+    values = {"provider_id": first.id, "provider_key": first.key,
+              "lease_expires_at": _now() + timedelta(seconds=lease_seconds(plan))} if plan else {}
     claimed = _claim(job_id, values)
     if claimed is None:
         db.session.commit()
         return
     claim, input_ref, input_meta, cancel_requested = claimed
     mine = _still_mine(job_id, claim)
-    if problem:
-        _finish(job_id, mine, problem)
+    if not plan:
+        _finish(job_id, mine, "; ".join(problems) or "No enabled provider can run this tool.")
         return
     # Plain values from here on: commits expire ORM objects, and reloading them costs queries.
-    provider_key, provider_name = provider.key, provider.name
-    add_log(job_id, f"Run {claim} on {provider_name} [{provider_key}], timeout {config['timeout']}s, "
-                    f"retries {config['retries']}", provider_key=provider_key)
+    plan = [(provider.id, provider.key, provider.name, config) for provider, config in plan]
+    for problem in problems:
+        add_log(job_id, f"Skipped: {problem}", level="warning")
+    add_log(job_id, f"Run {claim}: " + " → ".join(f"{name} [{key}]" for _i, key, name, _c in plan))
     db.session.commit()
 
     try:
@@ -254,11 +276,28 @@ def run(job_id):
     except storage.StorageError as exc:
         _finish(job_id, mine, f"The uploaded file is missing: {exc}")
         return
+    for index, (provider_id, key, name, config) in enumerate(plan):
+        if index:
+            db.session.execute(sa.update(Job).where(Job.id == job_id).values(provider_id=provider_id, provider_key=key))
+            add_log(job_id, f"Handing over to {name} [{key}] after {plan[index - 1][2]} gave up", level="warning",
+                    provider_key=key)
+            db.session.commit()
+        last = index == len(plan) - 1
+        if _run_on_provider(job_id, mine, source, (key, name, config), cancel_requested, last):
+            return
+        cancel_requested = False
+
+
+def _run_on_provider(job_id, mine, source, provider, cancel_requested, last):
+    """Attempts on one provider. True when the job is finished (done, failed or cancelled); False when
+    retryable errors used up its retries and a fallback may take over."""
+    key, name, config = provider
+    plugin = registry.get(key)
     retries = int(config["retries"])
     for attempt in range(1, retries + 2):
         if cancel_requested or (attempt > 1 and _cancel_requested(job_id)):
             _finish(job_id, mine, CANCELLED, status="cancelled")
-            return
+            return True
         started = time.monotonic()
         try:
             result = plugin.process_image(source, config, should_cancel=lambda: _cancel_requested(job_id))
@@ -266,23 +305,29 @@ def run(job_id):
                 result.output, fetched_type = fetch_output(result.output_url, float(config["timeout"]))
                 result.content_type = result.content_type or fetched_type
         except CancelledByUser as exc:
-            _record_attempt(job_id, provider_key, attempt, started, exc)
+            _record_attempt(job_id, key, attempt, started, exc)
             _finish(job_id, mine, CANCELLED, status="cancelled")
-            return
+            return True
         except ProviderError as exc:
-            _record_attempt(job_id, provider_key, attempt, started, exc)
-            if exc.retryable and attempt <= retries:
+            _record_attempt(job_id, key, attempt, started, exc)
+            if not exc.retryable:
+                _finish(job_id, mine, f"{name}: {exc}")
+                return True
+            if attempt <= retries:
                 time.sleep(min(2 ** (attempt - 1), 10) * current_app.config["RETRY_BACKOFF_SECONDS"])
                 continue
-            _finish(job_id, mine, f"{provider_name}: {exc}")
-            return
+            if last:
+                _finish(job_id, mine, f"{name}: {exc}")
+                return True
+            return False
         except Exception as exc:  # a bug in a plugin must fail the job, never strand its credits
-            log.exception("job %s: provider %s crashed", job_id, provider_key)
-            _record_attempt(job_id, provider_key, attempt, started, exc)
-            _finish(job_id, mine, f"{provider_name} failed unexpectedly ({exc.__class__.__name__}).")
-            return
-        _finish_done(job_id, mine, result, provider_key, attempt, started)
-        return
+            log.exception("job %s: provider %s crashed", job_id, key)
+            _record_attempt(job_id, key, attempt, started, exc)
+            _finish(job_id, mine, f"{name} failed unexpectedly ({exc.__class__.__name__}).")
+            return True
+        _finish_done(job_id, mine, result, key, attempt, started)
+        return True
+    return False
 
 
 def _attempt_values(error, provider_job_id=None):
@@ -344,12 +389,11 @@ def _requeue(job_id):
     """Hand a queued job to the workers again; if its function can no longer run, fail and refund it."""
     job = db.session.get(Job, job_id)
     fn = db.session.get(AIFunction, job.function_id) if job.function_id else None
-    try:
-        if fn is None or fn.provider is None:
-            raise ProviderError("This tool was removed before the job could run again.")
-        queue.enqueue(job_id, fn.priority, lease_seconds(effective_config(fn.provider, fn)))
-    except (ProviderError, registry.UnknownProvider) as exc:
-        _finish(job_id, _queued(job_id), str(exc))
+    plan, problems = steps(fn) if fn else ([], ["This tool was removed before the job could run again."])
+    if not plan:
+        _finish(job_id, _queued(job_id), "; ".join(problems) or "No enabled provider can run this tool.")
+        return
+    queue.enqueue(job_id, fn.priority, lease_seconds(plan))
 
 
 def retry(job_id, actor):
