@@ -21,7 +21,8 @@ class ReplicateProvider(AIProvider):
         "model": {"type": "string", "description": "owner/name: runs the model's latest version."},
         "version": {"type": "string", "description": "A version id (or owner/name:version); wins over model."},
         "input_key": {"type": "string", "default": "image", "description": "Input field that receives the image."},
-        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0},
+        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0,
+                          "description": "Seconds between status checks."},
         "api_token": {"type": "string", "description": "Replicate API token."},
     }, required=["endpoint"])
 

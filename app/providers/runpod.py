@@ -34,7 +34,8 @@ class RunPodProvider(AIProvider):
         "input_key": {"type": "string", "default": "image", "description": "Input field that receives the image."},
         "output_key": {"type": "string", "default": "image",
                        "description": "Output field holding the result (URL or base64)."},
-        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0},
+        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0,
+                          "description": "Seconds between status checks."},
         "api_key": {"type": "string", "description": "RunPod API key."},
     }, required=["endpoint"])
 
