@@ -7,6 +7,7 @@ Needs PostgreSQL and Redis on 127.0.0.1 (as `make test` does); makes and drops i
 import argparse
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def main():
         print(f"submit latency: p50 {cuts[49] * 1000:.1f} ms, p95 {cuts[94] * 1000:.1f} ms")
     finally:
         _admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        shutil.rmtree(os.environ["STORAGE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":
