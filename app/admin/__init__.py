@@ -8,6 +8,7 @@ from app.admin.billing import CreditLedgerView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
 from app.admin.cms import PageView
 from app.admin.history import AuditLogView, JobView
+from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
 from app.models import AIFunction, AuditLog, CreditLedger, Job, Page, Payment, Plan, Provider, User
@@ -45,6 +46,7 @@ def init_app(app):
     admin.add_view(CreditLedgerView(CreditLedger, db, name="Credit ledger", category="Billing",
                                     endpoint="ledger"))
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
+    admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
     admin.init_app(app)
     app.extensions["neurapix_admin"] = admin

@@ -1,15 +1,20 @@
-"""File storage for uploads and results behind one small interface.
+"""File storage for uploads and results behind one small interface: local disk or S3 (any compatible service).
 
-A stored file is named by a ref "<backend>:<path>", so files stay readable from the backend that
-wrote them after the owner switches backends. The filesystem backend ships now.
+A stored file is named by a ref "<backend>:<path>" ("fs:2025/01/31/ab….png", "s3:<bucket>/<key>"), so files
+stay readable from the backend that wrote them after the owner switches backends in the settings.
 """
+import mimetypes
 import os
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import current_app
+
+from app.services import settings
 
 
 class StorageError(LookupError):
@@ -30,6 +35,10 @@ class Storage(ABC):
     @abstractmethod
     def delete(self, ref):
         """Remove the file; a missing file is not an error."""
+
+    def url(self, ref, download_name=None):
+        """A URL a browser may fetch the file from directly, or None when the app must serve the bytes."""
+        return None
 
     @staticmethod
     def new_name(suffix):
@@ -67,13 +76,114 @@ class FilesystemStorage(Storage):
         self._path(ref).unlink(missing_ok=True)
 
 
-def _backends():
-    return {FilesystemStorage.scheme: FilesystemStorage(current_app.config["STORAGE_DIR"])}
+class S3Storage(Storage):
+    """Objects in a bucket through boto3; the ref names its bucket, so a later bucket change keeps old files."""
+
+    scheme = "s3"
+
+    def __init__(self, client, bucket, cdn_base_url="", presign_seconds=3600):
+        self.client, self.bucket = client, bucket
+        self.cdn_base_url, self.presign_seconds = cdn_base_url, presign_seconds
+
+    def _location(self, ref):
+        bucket, _, key = ref.split(":", 1)[1].partition("/")
+        if not bucket or not key:
+            raise StorageError(f"Malformed S3 ref: {ref}")
+        return bucket, key
+
+    def save(self, data, suffix):
+        if not self.bucket:
+            raise StorageError("The S3 backend is selected but no bucket is set (Admin → Settings → Storage).")
+        key = self.new_name(suffix)
+        content_type = mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+        self._call("write to", self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
+                   ContentType=content_type)
+        return f"{self.scheme}:{self.bucket}/{key}"
+
+    def read(self, ref):
+        bucket, key = self._location(ref)
+        return self._call("read", self.client.get_object, Bucket=bucket, Key=key)["Body"].read()
+
+    def delete(self, ref):
+        bucket, key = self._location(ref)
+        self._call("delete from", self.client.delete_object, Bucket=bucket, Key=key)
+
+    def url(self, ref, download_name=None):
+        bucket, key = self._location(ref)
+        # The CDN fronts the configured bucket only; files left in an earlier bucket get presigned URLs.
+        if self.cdn_base_url and bucket == self.bucket and not download_name:
+            return f"{self.cdn_base_url}/{quote(key)}"
+        params = {"Bucket": bucket, "Key": key}
+        if download_name:
+            params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
+
+    def _call(self, verb, method, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StorageError(f"S3 refused to {verb} {kwargs['Bucket']}/{kwargs.get('Key', '')}: {code} "
+                               f"{exc.response.get('Error', {}).get('Message', '')}".strip()) from None
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 unreachable while trying to {verb} {kwargs['Bucket']}: {exc}") from None
+
+
+_clients_lock = threading.Lock()
+
+
+def _s3_client(region, endpoint_url, key_id, secret):
+    """One boto3 client per app and S3 configuration: building one costs tens of milliseconds."""
+    import boto3
+    from botocore.config import Config
+
+    app = current_app._get_current_object()
+    wanted = (region, endpoint_url, key_id, secret)
+    cached = app.extensions.get("neurapix_s3")
+    if cached is None or cached[0] != wanted:
+        with _clients_lock:
+            cached = app.extensions.get("neurapix_s3")
+            if cached is None or cached[0] != wanted:
+                # Custom endpoints (MinIO, moto…) rarely resolve bucket subdomains: address buckets by path there.
+                config = Config(signature_version="s3v4", connect_timeout=5, read_timeout=60,
+                                retries={"max_attempts": 3, "mode": "standard"},
+                                s3={"addressing_style": "path" if endpoint_url else "auto"})
+                client = boto3.session.Session().client(
+                    "s3", region_name=region or "us-east-1", endpoint_url=endpoint_url or None,
+                    aws_access_key_id=key_id or None, aws_secret_access_key=secret or None, config=config)
+                cached = app.extensions["neurapix_s3"] = (wanted, client)
+    return cached[1]
+
+
+def s3_backend(values=None):
+    """The S3 backend as the settings describe it now (or as `values` would, before they are saved)."""
+    values = values or {}
+
+    def pick(key):
+        return values[key] if key in values else settings.get(key)
+
+    client = _s3_client(pick("storage.s3_region"), pick("storage.s3_endpoint_url"),
+                        pick("storage.s3_access_key_id"), pick("storage.s3_secret_access_key"))
+    return S3Storage(client, pick("storage.s3_bucket"), pick("storage.cdn_base_url"), pick("storage.presign_seconds"))
+
+
+def _backend(scheme):
+    if scheme == FilesystemStorage.scheme:
+        return FilesystemStorage(current_app.config["STORAGE_DIR"])
+    if scheme == S3Storage.scheme:
+        return s3_backend()
+    raise StorageError(f"No storage backend for {scheme!r} refs")
 
 
 def writer():
-    """The backend new files go to."""
-    return _backends()[FilesystemStorage.scheme]
+    """The backend new files go to, as chosen in the settings right now."""
+    return _backend(S3Storage.scheme if settings.get("storage.backend") == "s3" else FilesystemStorage.scheme)
+
+
+def _scheme(ref):
+    return (ref or "").split(":", 1)[0]
 
 
 def save(data, suffix):
@@ -81,14 +191,29 @@ def save(data, suffix):
 
 
 def read(ref):
-    scheme = (ref or "").split(":", 1)[0]
-    backend = _backends().get(scheme)
-    if backend is None:
-        raise StorageError(f"No storage backend for {ref!r}")
-    return backend.read(ref)
+    return _backend(_scheme(ref)).read(ref)
 
 
 def delete(ref):
-    backend = _backends().get((ref or "").split(":", 1)[0])
-    if backend is not None:
+    if _scheme(ref) in (FilesystemStorage.scheme, S3Storage.scheme):
+        _backend(_scheme(ref)).delete(ref)
+
+
+def url_for_ref(ref, download_name=None):
+    """Where a browser can download the file itself (CDN or presigned URL), or None: then serve read(ref)."""
+    return _backend(_scheme(ref)).url(ref, download_name)
+
+
+def check_settings(values):
+    """Before storage settings are saved: when they send new files to S3 and differ from the saved ones,
+    write, read back and delete a small object with them. StorageError says what failed."""
+    keys = [d.key for d in settings.DEFINITIONS if d.group == "storage"]
+    if values.get("storage.backend") != S3Storage.scheme or all(values[k] == settings.get(k) for k in keys):
+        return
+    backend = s3_backend(values)
+    ref = backend.save(b"neurapix storage check", ".txt")
+    try:
+        if backend.read(ref) != b"neurapix storage check":
+            raise StorageError("The bucket returned different bytes than were written.")
+    finally:
         backend.delete(ref)

@@ -1,13 +1,53 @@
-"""The customer site: catalog, function pages, account and pricing."""
-from flask import Blueprint, render_template
+"""The customer site: catalog, function pages, account, pricing and CMS pages, and the gates the runtime
+settings put in front of them (maintenance mode, sign-up, function pages, API)."""
+from flask import Blueprint, abort, jsonify, render_template, request
+from flask_login import current_user
+from werkzeug.routing import BaseConverter
+
+from app.services import settings
 
 bp = Blueprint("site", __name__)
 
+# First path segments maintenance mode leaves open: staff sign in and work, payment providers deliver webhooks.
+MAINTENANCE_OPEN = frozenset({"admin", "login", "logout", "static", "webhooks"})
+
+
+class SlugConverter(BaseConverter):
+    """A CMS slug: what services.cms.SLUG accepts, so /<slug> never swallows files like /favicon.ico."""
+
+    regex = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+def gate():
+    """Before every request: what the owner switched off in Settings answers here, before any view runs."""
+    first = request.path.split("/", 2)[1]
+    if first in MAINTENANCE_OPEN or request.endpoint == "static":
+        return None
+    if settings.flag("maintenance") and not (current_user.is_authenticated and current_user.is_staff):
+        message = settings.get("flags.maintenance_message")
+        if first == "api":
+            resp = jsonify({"error": message, "maintenance": True})
+        else:
+            resp = render_template("site/maintenance.html", message=message)
+        return resp, 503, {"Retry-After": "300", "Cache-Control": "no-store"}
+    if first == "api" and not settings.flag("api"):
+        return jsonify({"error": "The API is switched off."}), 404
+    if request.endpoint == "auth.signup" and not settings.flag("signup"):
+        return render_template("errors/error.html", code=403, title="Sign-up is closed",
+                               message="We are not accepting new accounts right now. Existing customers can "
+                                       "still log in."), 403
+    if request.endpoint == "site.function" and not settings.function_page_on(request.view_args["key"]):
+        abort(404)
+    return None
+
 
 def init_app(app):
-    from app.site import routes  # noqa: F401  (attaches the views to bp)
+    from app.site import pages, routes  # noqa: F401  (attach the views to bp)
 
+    app.url_map.converters["slug"] = SlugConverter
     app.register_blueprint(bp)
+    app.before_request(gate)
+    app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag})
 
     @app.errorhandler(403)
     def forbidden(_error):

@@ -1,0 +1,357 @@
+"""Runtime settings: the typed registry of what the owner may change in the admin, and reading them live.
+
+Values are rows of the settings table; secrets are stored as Fernet ciphertext and decrypted only for code.
+How every process sees a save at once: each app keeps all settings in memory with the token of the row
+"_version", which every save replaces in the same transaction as the change. The first read in a database
+session (one per request, one per job) compares that token with one primary-key query and reloads every
+row when it moved. The database, not Redis, holds it: one mechanism with or without Redis, and a token
+that can never disagree with the values it describes. A random token, not a counter, so a restored backup
+or an emptied table can never repeat a version some process has already cached.
+"""
+import re
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import AIFunction, Setting
+from app.services import audit
+from app.services.crypto import MASK, decrypt_json, encrypt_json, mask, rotate
+
+VERSION_KEY = "_version"
+_CHECKED = "neurapix_settings_checked"
+
+
+class SettingError(ValueError):
+    """Values the owner must correct: {key: message}."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(f"{k}: {m}" for k, m in errors.items()))
+        self.errors = errors
+
+
+# --- kinds: how a value is entered, checked and shown ---
+
+
+class Kind:
+    input = "text"
+    secret = False
+
+    def parse(self, raw):
+        """Form text → stored value; ValueError with a message for the owner."""
+        return (raw or "").strip()
+
+    def from_form(self, form, name, current):
+        # A field the form did not carry keeps its value: a partial post never blanks the rest.
+        return self.parse(form[name]) if name in form else current
+
+    def shown(self, value):
+        """What a person may see of the value."""
+        return value
+
+
+class Text(Kind):
+    def __init__(self, max_length=200):
+        self.max_length = max_length
+
+    def parse(self, raw):
+        value = super().parse(raw)
+        if len(value) > self.max_length:
+            raise ValueError(f"Use at most {self.max_length} characters.")
+        return value
+
+
+class Email(Kind):
+    input = "email"
+
+    def parse(self, raw):
+        value = super().parse(raw)
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("Enter an email address like support@example.com, or leave it empty.")
+        return value
+
+
+class Url(Kind):
+    input = "url"
+
+    def parse(self, raw):
+        value = super().parse(raw).rstrip("/")
+        if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("Enter a full address starting with https:// (or http://), or leave it empty.")
+        return value
+
+
+class Language(Kind):
+    def parse(self, raw):
+        value = super().parse(raw).lower()
+        if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})?", value):
+            raise ValueError("Use a language code such as en, de or pt-br.")
+        return value
+
+
+class Integer(Kind):
+    input = "number"
+
+    def __init__(self, minimum, maximum):
+        self.minimum, self.maximum = minimum, maximum
+
+    def parse(self, raw):
+        try:
+            value = int(super().parse(raw))
+        except ValueError:
+            raise ValueError("Enter a whole number.") from None
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"Use a number from {self.minimum} to {self.maximum}.")
+        return value
+
+
+class Boolean(Kind):
+    """A checkbox: browsers send nothing when it is unticked, so the form also carries "<key>__shown"."""
+
+    input = "checkbox"
+
+    def from_form(self, form, name, current):
+        if f"{name}__shown" not in form:
+            return current
+        return form.get(name) in ("y", "on", "true", "1")
+
+
+class Choice(Kind):
+    input = "select"
+
+    def __init__(self, *choices):
+        self.choices = choices  # (value, label)
+
+    def parse(self, raw):
+        value = super().parse(raw)
+        if value not in {v for v, _label in self.choices}:
+            raise ValueError(f"Choose one of: {', '.join(label for _v, label in self.choices)}.")
+        return value
+
+
+class Secret(Kind):
+    """Never shown again once saved: a blank entry keeps the stored value, a ticked box removes it."""
+
+    input = "password"
+    secret = True
+
+    def from_form(self, form, name, current):
+        if form.get(f"{name}__clear"):
+            return ""
+        entered = form.get(name, "")
+        return entered.strip() if entered.strip() else current
+
+    def shown(self, value):
+        return mask(value)
+
+
+class FunctionPages(Kind):
+    """The functions whose customer page is switched off, stored as their keys so new ones start on."""
+
+    input = "function-pages"
+
+    def from_form(self, form, name, current):
+        shown = set(form.getlist(f"{name}__shown"))
+        on = set(form.getlist(name))
+        return sorted((set(current or []) - shown) | (shown - on))
+
+
+@dataclass(frozen=True)
+class Definition:
+    key: str
+    group: str
+    kind: Kind
+    default: object
+    label: str
+    help: str = ""
+
+    @property
+    def secret(self):
+        return self.kind.secret
+
+
+GROUPS = (
+    ("site", "Site", ""),
+    ("storage", "Storage", "Where uploads and results are written. Switching backend applies to the next "
+                           "file written; files already stored stay readable where they are."),
+    ("payments", "Payments", "Keys used by the Stripe and PayPal integrations."),
+    ("providers", "Providers", "Endpoints, tokens, timeouts and retries are set per provider in "
+                               "Catalog → Providers and apply to the next job."),
+    ("security", "Security", "Secrets on this page and on providers are encrypted at rest with the server's "
+                             "ENCRYPTION_KEY; the command flask rotate-keys re-encrypts them under a new key."),
+    ("flags", "Feature flags and maintenance", ""),
+)
+
+DEFINITIONS = (
+    Definition("site.name", "site", Text(80), "Neurapix", "Site name",
+               "Shown in the header, page titles and link previews."),
+    Definition("site.default_language", "site", Language(), "en", "Default language",
+               "Language of each page's main fields; visitors whose language a page lacks see this one."),
+    Definition("site.support_email", "site", Email(), "", "Support email", "Shown to customers who need help."),
+    Definition("storage.backend", "storage", Choice(("disk", "Local disk"), ("s3", "S3 or S3-compatible")),
+               "disk", "Storage backend"),
+    Definition("storage.s3_bucket", "storage", Text(63), "", "S3 bucket"),
+    Definition("storage.s3_region", "storage", Text(40), "", "S3 region", "e.g. eu-central-1; empty means us-east-1."),
+    Definition("storage.s3_endpoint_url", "storage", Url(), "", "S3 endpoint URL",
+               "Only for S3-compatible services (MinIO, Wasabi, R2…); leave empty for Amazon S3."),
+    Definition("storage.s3_access_key_id", "storage", Text(128), "", "S3 access key id"),
+    Definition("storage.s3_secret_access_key", "storage", Secret(), "", "S3 secret access key"),
+    Definition("storage.cdn_base_url", "storage", Url(), "", "Public CDN base URL",
+               "When set, downloads link to this URL + the object key; otherwise to a presigned S3 URL."),
+    Definition("storage.presign_seconds", "storage", Integer(60, 7 * 24 * 3600), 3600, "Presigned URL lifetime (s)"),
+    Definition("payments.stripe_publishable_key", "payments", Text(200), "", "Stripe publishable key"),
+    Definition("payments.stripe_secret_key", "payments", Secret(), "", "Stripe secret key"),
+    Definition("payments.stripe_webhook_secret", "payments", Secret(), "", "Stripe webhook signing secret"),
+    Definition("payments.stripe_api_base", "payments", Url(), "https://api.stripe.com", "Stripe API base URL",
+               "Leave as is unless Stripe traffic goes through a proxy."),
+    Definition("payments.paypal_mode", "payments", Choice(("sandbox", "Sandbox"), ("live", "Live")), "sandbox",
+               "PayPal mode"),
+    Definition("payments.paypal_client_id", "payments", Text(200), "", "PayPal client id"),
+    Definition("payments.paypal_client_secret", "payments", Secret(), "", "PayPal client secret"),
+    Definition("payments.paypal_webhook_id", "payments", Text(100), "", "PayPal webhook id"),
+    Definition("payments.paypal_api_base", "payments", Url(), "", "PayPal API base URL",
+               "Empty: PayPal's sandbox or live API, following the mode above."),
+    Definition("flags.maintenance", "flags", Boolean(), False, "Maintenance mode",
+               "Customers see the maintenance page; staff, the admin and payment webhooks keep working."),
+    Definition("flags.maintenance_message", "flags", Text(500),
+               "We are improving Neurapix and will be back shortly.", "Maintenance message"),
+    Definition("flags.signup", "flags", Boolean(), True, "Sign-up open", "Off: /signup tells visitors it is closed."),
+    Definition("flags.api", "flags", Boolean(), True, "REST API enabled"),
+    Definition("flags.function_pages_off", "flags", FunctionPages(), [], "Function pages",
+               "Ticked functions have their page on the site. Unticking hides the page only; the function "
+               "itself stays enabled (see Catalog → AI functions)."),
+)
+REGISTRY = {d.key: d for d in DEFINITIONS}
+
+
+# --- reading ---
+
+
+class _Snapshot:
+    """All rows as loaded at one version; secrets stay ciphertext until code asks for one."""
+
+    def __init__(self, version, rows):
+        self.version = version
+        self.rows = rows  # key -> (value, is_secret)
+
+
+def _load():
+    rows = {key: (value, is_secret) for key, value, is_secret in
+            db.session.execute(sa.select(Setting.key, Setting.value, Setting.is_secret))}
+    return _Snapshot(rows.pop(VERSION_KEY, (None, False))[0], rows)
+
+
+def _snapshot():
+    app = current_app._get_current_object()
+    session = db.session()
+    snapshot = app.extensions.get("neurapix_settings")
+    if snapshot is None or not session.info.get(_CHECKED):
+        version = db.session.scalar(sa.select(Setting.value).where(Setting.key == VERSION_KEY))
+        if snapshot is None or version != snapshot.version:
+            snapshot = app.extensions["neurapix_settings"] = _load()
+        session.info[_CHECKED] = True
+    return snapshot
+
+
+def get(key):
+    """The current value of a defined setting (its default when never saved), secrets decrypted."""
+    definition = REGISTRY[key]
+    stored = _snapshot().rows.get(key)
+    if stored is None:
+        return definition.default
+    value, is_secret = stored
+    return decrypt_json(value) if is_secret else value
+
+
+def flag(name):
+    """A feature flag by short name: flag("signup"), flag("maintenance")."""
+    return bool(get(f"flags.{name}"))
+
+
+def function_page_on(key):
+    return key not in get("flags.function_pages_off")
+
+
+def shown(key):
+    """The value as a person may see it: secrets masked."""
+    try:
+        return REGISTRY[key].kind.shown(get(key))
+    except RuntimeError:  # encrypted under a key this server no longer has
+        return "cannot be decrypted: enter it again"
+
+
+def for_display():
+    """[(group key, title, note, [(definition, shown value)])] in the admin's order."""
+    return [(group, title, note, [(d, shown(d.key)) for d in DEFINITIONS if d.group == group])
+            for group, title, note in GROUPS]
+
+
+def function_choices():
+    return db.session.execute(sa.select(AIFunction.key, AIFunction.name).order_by(AIFunction.name)).all()
+
+
+# --- writing ---
+
+
+def parse_form(form):
+    """The values a submitted admin form asks for, {key: value}; SettingError lists what to correct."""
+    values, errors = {}, {}
+    for d in DEFINITIONS:
+        try:
+            values[d.key] = d.kind.from_form(form, d.key, get(d.key))
+        except ValueError as exc:
+            errors[d.key] = str(exc)
+    if values.get("storage.backend") == "s3" and not values.get("storage.s3_bucket"):
+        errors["storage.s3_bucket"] = "Name the bucket new files go to, or keep the local backend."
+    if errors:
+        raise SettingError(errors)
+    return values
+
+
+def _audit_value(definition, value):
+    return (MASK if value else "") if definition.secret else value
+
+
+def update(values, actor=None):
+    """Save changed values, audit each change (secrets masked), bump the version, commit.
+
+    Returns the keys that changed. Concurrent saves queue on the version row, so audit rows
+    record true before/after values.
+    """
+    locked = db.session.scalars(sa.select(Setting).where(Setting.key == VERSION_KEY).with_for_update()).first()
+    db.session.info.pop(_CHECKED, None)  # read what is committed now, after the lock
+    changed = []
+    for key, value in values.items():
+        definition = REGISTRY[key]
+        old = get(key)
+        if value == old:
+            continue
+        row = db.session.get(Setting, key)
+        if definition.secret and not value:
+            db.session.delete(row)  # a removed secret is simply absent
+        else:
+            row = row or Setting(key=key)
+            row.is_secret = definition.secret
+            row.value = encrypt_json(value) if definition.secret else value
+            db.session.add(row)
+        audit.record("update", "Setting", key, old={"value": _audit_value(definition, old)},
+                     new={"value": _audit_value(definition, value)}, actor=actor)
+        changed.append(key)
+    if changed:
+        if locked is None:
+            db.session.add(Setting(key=VERSION_KEY, value=uuid.uuid4().hex))
+        else:
+            locked.value = uuid.uuid4().hex
+    db.session.commit()
+    db.session.info.pop(_CHECKED, None)
+    return changed
+
+
+def rotate_secrets():
+    """Re-encrypt every secret setting under the newest ENCRYPTION_KEY; the caller commits. Returns the count."""
+    rows = db.session.scalars(sa.select(Setting).where(Setting.is_secret.is_(True))).all()
+    for row in rows:
+        row.value = rotate(row.value)
+    return len(rows)
