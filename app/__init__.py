@@ -26,10 +26,11 @@ def create_app(config_name=None):
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app import admin, auth, cli, site
+    from app import admin, auth, cli, site, webhooks
 
     auth.init_app(app)
     site.init_app(app)
+    webhooks.init_app(app)
     admin.init_app(app)
     cli.init_app(app)
     return app

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts, credits, crypto
+from app.services import accounts, credits, crypto, settings
 
 DEMO_ADMIN_EMAIL = "admin@neurapix.local"
 DEMO_CUSTOMER_EMAIL = "customer@neurapix.local"
@@ -67,8 +67,10 @@ def init_app(app):
         providers = db.session.scalars(sa.select(Provider).where(Provider.secrets.is_not(None))).all()
         for provider in providers:
             provider.secrets = crypto.rotate(provider.secrets)
+        rotated_settings = settings.rotate_secrets()
         db.session.commit()
-        click.echo(f"Re-encrypted the secrets of {len(providers)} provider(s) under the newest key.")
+        click.echo(f"Re-encrypted the secrets of {len(providers)} provider(s) and {rotated_settings} secret "
+                   f"setting(s) under the newest key.")
 
     @app.cli.command("seed-demo")
     def seed_demo():

@@ -1,6 +1,12 @@
 """Admin views for plans, payments and the credit ledger (read-only: it is append-only)."""
-from app.admin.base import NOBODY, STAFF, ReadOnlyModelView, RoleModelView
-from app.models.billing import PAYMENT_PROVIDERS, PAYMENT_STATUSES, PLAN_KIND_LABELS
+from flask import flash
+from flask_login import current_user
+from wtforms.validators import DataRequired
+
+from app.admin.base import ADMIN, NOBODY, STAFF, ReadOnlyModelView, RoleModelView
+from app.extensions import db
+from app.models.billing import PLAN_KIND_LABELS
+from app.services import payments
 
 
 class PlanView(RoleModelView):
@@ -16,29 +22,47 @@ class PlanView(RoleModelView):
         "price": {"description": "In minor units: 999 is 9.99."},
         "credits": {"description": "Credits granted per purchase (pack) or per period (subscription)."},
         "hidden": {"description": "Hidden plans are not on /pricing; an admin assigns them (B2B)."},
-        "limits": {"description": 'JSON, e.g. {"jobs_per_day": 100, "max_file_size": 20971520}.'},
+        "limits": {"description": 'JSON: jobs_per_day (all functions), jobs_per_day_per_function, max_file_size '
+                                  '(bytes, replaces the function\'s), queue_priority (added to the function\'s), '
+                                  'e.g. {"jobs_per_day": 100, "max_file_size": 20971520}.'},
     }
 
 
 class PaymentView(RoleModelView):
-    """Payments are history: they are recorded and corrected, never deleted."""
+    """Payments are history: gateways record theirs; an admin records manual ones (credited at once) and
+    may annotate any. Nothing is deleted, and amounts never change after the fact."""
 
     read_roles = STAFF
     delete_roles = NOBODY
-    column_list = ("id", "created_at", "user", "provider", "status", "amount", "credits", "plan_name", "external_id")
+    export_roles = ADMIN
+    column_list = ("id", "created_at", "user", "provider", "status", "amount", "credits", "refunded_credits",
+                   "plan_name", "external_id")
     column_searchable_list = ("external_id", "user.email")
-    column_filters = ("provider", "status", "currency", "created_at", "user.email")
+    column_filters = ("provider", "status", "currency", "created_at", "user.email", "amount")
     column_formatters = {"amount": lambda _v, _c, m, _n: m.amount_display}
-    form_columns = ("user", "plan", "provider", "status", "amount", "currency", "credits", "external_id", "note")
-    form_choices = {"provider": [(p, p.capitalize()) for p in PAYMENT_PROVIDERS],
-                    "status": [(s, s.capitalize()) for s in PAYMENT_STATUSES]}
+    column_labels = {"refunded_credits": "Credits taken back", "plan_name": "Plan"}
+    form_create_rules = ("user", "plan", "amount", "currency", "credits", "note")
+    form_edit_rules = ("note",)
+    form_columns = ("user", "plan", "amount", "currency", "credits", "note")
     form_ajax_refs = {"user": {"fields": ("email",), "page_size": 10}, "plan": {"fields": ("name",)}}
-    form_args = {"amount": {"description": "In minor units: 999 is 9.99."}}
+    form_args = {"amount": {"description": "Received, in minor units: 999 is 9.99."},
+                 "credits": {"description": "Credited to the user at once (leave 0 to use the plan's credits)."},
+                 "user": {"validators": [DataRequired()]}}
 
-    def on_model_change(self, form, model, is_created):
-        if model.plan is not None:
-            model.plan_name = model.plan.name
-        super().on_model_change(form, model, is_created)
+    def create_model(self, form):
+        """A manual payment goes through services.payments: recorded, credited once, audited."""
+        try:
+            plan = form.plan.data
+            payment = payments.record_manual(
+                form.user.data, plan, form.amount.data or 0, form.currency.data or "USD",
+                form.credits.data or (plan.credits if plan else 0), form.note.data, current_user)
+            db.session.commit()
+            return payment
+        except Exception as exc:
+            db.session.rollback()
+            if not self.handle_view_exception(exc):
+                flash(f"Payment not recorded: {exc}", "error")
+            return False
 
 
 class CreditLedgerView(ReadOnlyModelView):

@@ -1,6 +1,6 @@
 """All tables, imported here so Alembic and the admin see every model."""
 from app.models.audit import AuditLog
-from app.models.billing import CreditLedger, Payment, Plan
+from app.models.billing import CreditLedger, Payment, Plan, WebhookEvent
 from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
 from app.models.jobs import Job, JobLog
@@ -9,5 +9,5 @@ from app.models.users import User
 
 __all__ = [
     "AIFunction", "AuditLog", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Page", "Payment", "Plan",
-    "Provider", "Setting", "User",
+    "Provider", "Setting", "User", "WebhookEvent",
 ]

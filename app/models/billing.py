@@ -61,13 +61,16 @@ class Payment(db.Model):
     amount: Mapped[int] = mapped_column(default=0)  # minor units
     currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
     credits: Mapped[int] = mapped_column(default=0)
+    refunded_credits: Mapped[int] = mapped_column(default=0, server_default="0")  # taken back by refunds so far
     external_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     event_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     note: Mapped[str | None] = mapped_column(sa.Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
 
-    user = relationship("User", lazy="joined")
+    user = relationship("User", foreign_keys=[user_id], lazy="joined")
     plan = relationship("Plan", lazy="joined")
+    recorded_by = relationship("User", foreign_keys=[recorded_by_id])
 
     @property
     def amount_display(self):
@@ -92,6 +95,19 @@ class CreditLedger(db.Model):
 
     user = relationship("User", foreign_keys=[user_id], lazy="joined")
     actor = relationship("User", foreign_keys=[actor_id])
+
+
+class WebhookEvent(db.Model):
+    """Every payment webhook event applied, once: its row commits with the event's side effects."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.UniqueConstraint("provider", "event_id", name="provider_event"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(16))
+    event_id: Mapped[str] = mapped_column(sa.String(255))
+    event_type: Mapped[str] = mapped_column(sa.String(64), index=True)
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
 
 
 @event.listens_for(CreditLedger, "before_update")

@@ -31,6 +31,14 @@ class User(UserMixin, db.Model):
     is_banned: Mapped[bool] = mapped_column(default=False, server_default=sa.false(), index=True)
     ban_reason: Mapped[str | None] = mapped_column(sa.String(500))
     plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="SET NULL"), index=True)
+    # Credits a refund could not take back (already spent): the user is flagged in the admin while > 0.
+    credit_shortfall: Mapped[int] = mapped_column(default=0, server_default="0", index=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(sa.String(64), index=True, unique=True)
+    subscription_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    subscription_status: Mapped[str | None] = mapped_column(sa.String(32))
+    subscription_period_end: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Stripe `event.created` of the last subscription change applied: older events arrive late and are ignored.
+    subscription_event_at: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 

@@ -2,8 +2,9 @@
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import User
+from app.models import Job, User
 from app.models.types import utcnow
+from app.services import audit, jobs
 
 
 class AccountError(ValueError):
@@ -33,3 +34,24 @@ def authenticate(email, password):
         raise AccountError("This account is suspended. Contact support if you think this is a mistake.")
     user.last_login_at = utcnow()
     return user
+
+
+def ban(user, reason, actor):
+    """Suspend an account: its sessions end at their next request, it cannot log in or submit, and its
+    unfinished jobs are cancelled and refunded."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise AccountError("Give a reason for the ban; it is kept with the account.")
+    user.is_banned, user.ban_reason = True, reason
+    audit.record("ban", "User", user.id, new={"is_banned": True, "ban_reason": reason}, actor=actor)
+    db.session.commit()
+    active = db.session.scalars(sa.select(Job.id).where(Job.user_id == user.id, Job.status.in_(jobs.ACTIVE))).all()
+    for job_id in active:
+        jobs.cancel(job_id, actor=actor)
+    return len(active)
+
+
+def unban(user, actor):
+    audit.record("unban", "User", user.id, old={"is_banned": True, "ban_reason": user.ban_reason}, actor=actor)
+    user.is_banned, user.ban_reason = False, None
+    db.session.commit()

@@ -43,3 +43,43 @@ def grant(user_id, amount, *, reason, kind, idempotency_key=None, job_id=None, p
             savepoint.rollback()
             return None
     return balance
+
+
+def adjust(user_id, amount, *, reason, actor_id):
+    """A staff correction: add (amount > 0) or remove (amount < 0) credits, with a required reason."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("A reason is required for every credit change.")
+    if amount == 0:
+        raise ValueError("Enter a non-zero number of credits.")
+    if amount > 0:
+        return grant(user_id, amount, reason=reason, kind="adjust", actor_id=actor_id)
+    try:
+        return debit(user_id, -amount, reason=reason, kind="adjust", actor_id=actor_id)
+    except InsufficientCredits:
+        balance = db.session.scalar(sa.select(User.balance).where(User.id == user_id))
+        raise ValueError(f"Cannot remove {-amount} credits: the balance is {balance}.") from None
+
+
+def take_back(user_id, amount, *, reason, idempotency_key, payment_id=None):
+    """Remove up to `amount` credits for a refund, never below zero; what was already spent is recorded
+    as the user's shortfall (flagged in the admin). Returns (taken, shortfall), or None if already done."""
+    with db.session.begin_nested() as savepoint:
+        balance = db.session.execute(sa.select(User.balance).where(User.id == user_id).with_for_update()).scalar_one()
+        taken = min(balance, amount)
+        shortfall = amount - taken
+        after = db.session.execute(
+            sa.update(User).where(User.id == user_id)
+            .values(balance=User.balance - taken, credit_shortfall=User.credit_shortfall + shortfall)
+            .returning(User.balance)
+        ).scalar_one()
+        note = f"{reason} (shortfall {shortfall}: already spent)" if shortfall else reason
+        db.session.add(CreditLedger(user_id=user_id, amount=-taken, balance_after=after, kind="refund", reason=note,
+                                    idempotency_key=idempotency_key, payment_id=payment_id))
+        try:
+            db.session.flush()
+        except IntegrityError:
+            savepoint.rollback()
+            return None
+    return taken, shortfall
+

@@ -52,13 +52,14 @@ def add_log(job_id, message, level="info", **fields):
 # --- submit ---
 
 
-def inspect_upload(fn, data):
+def inspect_upload(fn, data, max_file_size=None):
     """Decode the image (never trust the file name) and check it against the function's rules."""
+    max_file_size = max_file_size or fn.max_file_size
     if not data:
         raise SubmitError("The file is empty. Choose an image to upload.")
-    if len(data) > fn.max_file_size:
+    if len(data) > max_file_size:
         raise SubmitError(f"The file is {len(data) / 1048576:.1f} MB; {fn.name} accepts up to "
-                          f"{fn.max_file_size / 1048576:.1f} MB.", status=413)
+                          f"{max_file_size / 1048576:.1f} MB.", status=413)
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -138,14 +139,30 @@ def lease_seconds(plan):
     return total + current_app.config["JOB_LEASE_GRACE_SECONDS"]
 
 
-def _jobs_today(user_id, function_key):
+def _jobs_today(user_id, function_key=None):
+    """Jobs a user started today (UTC) that count against limits: failed and cancelled ones do not."""
     midnight = _now().replace(hour=0, minute=0, second=0, microsecond=0)
-    return db.session.scalar(
-        sa.select(sa.func.count()).select_from(Job).where(
-            Job.user_id == user_id, Job.function_key == function_key, Job.created_at >= midnight,
-            Job.status.not_in(("failed", "cancelled")),
-        )
-    )
+    query = sa.select(sa.func.count()).select_from(Job).where(
+        Job.user_id == user_id, Job.created_at >= midnight, Job.status.not_in(("failed", "cancelled")))
+    if function_key is not None:
+        query = query.where(Job.function_key == function_key)
+    return db.session.scalar(query)
+
+
+def plan_limits(user):
+    """The user's plan limits (see Plan.limits): jobs_per_day, jobs_per_day_per_function, max_file_size,
+    queue_priority. No plan, no extra limits."""
+    return dict(user.plan.limits or {}) if user.plan is not None else {}
+
+
+def _check_daily_limits(user, fn, limits):
+    checks = [(fn.daily_limit, fn.key, f"You have used {fn.name} {{n}} times today, its daily limit."),
+              (limits.get("jobs_per_day_per_function"), fn.key,
+               f"Your plan allows {{n}} {fn.name} jobs a day, and you have used them."),
+              (limits.get("jobs_per_day"), None, "Your plan allows {n} jobs a day, and you have used them.")]
+    for limit, key, message in checks:
+        if limit and _jobs_today(user.id, key) >= limit:
+            raise SubmitError(message.format(n=limit) + " Try again tomorrow.", status=429)
 
 
 def submit(user, function_key, data, filename="upload"):
@@ -155,7 +172,8 @@ def submit(user, function_key, data, filename="upload"):
         raise SubmitError("This tool is not available.", status=404)
     if user.is_banned:
         raise SubmitError("Your account is suspended.", status=403)
-    meta = inspect_upload(fn, data)
+    limits = plan_limits(user)
+    meta = inspect_upload(fn, data, limits.get("max_file_size"))
     plan, problems = steps(fn)
     if not plan:
         log.error("function %s has no usable provider: %s", fn.key, "; ".join(problems))
@@ -163,11 +181,9 @@ def submit(user, function_key, data, filename="upload"):
 
     input_ref = storage.save(data, SUFFIXES[meta["content_type"]])
     try:
-        # Serialise this user's submits so the daily limit cannot be overrun by parallel requests.
+        # Serialise this user's submits so daily limits cannot be overrun by parallel requests.
         db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
-        if fn.daily_limit and _jobs_today(user.id, fn.key) >= fn.daily_limit:
-            raise SubmitError(f"You have used {fn.name} {fn.daily_limit} times today, its daily limit. "
-                              f"Try again tomorrow.", status=429)
+        _check_daily_limits(user, fn, limits)
         job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=plan[0][0].id,
                   provider_key=plan[0][0].key, status="queued", input_ref=input_ref, input_meta=meta,
                   credits_charged=fn.price_per_use)
@@ -188,7 +204,7 @@ def submit(user, function_key, data, filename="upload"):
         raise
 
     try:
-        queue.enqueue(job.id, fn.priority, lease_seconds(plan))
+        queue.enqueue(job.id, fn.priority + int(limits.get("queue_priority", 0)), lease_seconds(plan))
     except Exception:
         log.exception("job %s could not be queued", job.id)
         _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.")

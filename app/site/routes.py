@@ -1,20 +1,26 @@
-"""Customer page routes: thin views over services.catalog and services.jobs."""
+"""Customer page routes: thin views over services.catalog, services.jobs and the payment gateways."""
+import logging
+
 import sqlalchemy as sa
+import stripe
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job
-from app.services import catalog, jobs, storage
+from app.services import catalog, cms, jobs, storage
 from app.site import bp
+from app.payments import gateway
 from app.site.forms import CancelForm, UploadForm
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 
 
 @bp.route("/")
 def index():
-    return render_template("site/index.html", functions=catalog.visible_functions())
+    return render_template("site/index.html", functions=cms.listed_functions())
 
 
 @bp.route("/f/<key>", methods=["GET", "POST"])
@@ -85,22 +91,62 @@ def job_file(job_id, which):
     ref = job.input_ref if which == "input" else job.output_ref
     if not ref:
         abort(404)
+    content_type = job.input_meta.get("content_type") if which == "input" else job.output_content_type
+    download_name = None
+    if request.args.get("download"):
+        download_name = f"neurapix-{job.function_key}-{job.id}{jobs.SUFFIXES.get(content_type, '')}"
     try:
+        # Files in S3 go to the browser straight from the CDN or a presigned URL; local files are served here.
+        url = storage.url_for_ref(ref, download_name)
+        if url:
+            return redirect(url)
         data = storage.read(ref)
     except storage.StorageError:
         abort(404)
-    content_type = job.input_meta.get("content_type") if which == "input" else job.output_content_type
     resp = Response(data, mimetype=content_type or "application/octet-stream")
-    if request.args.get("download"):
-        suffix = jobs.SUFFIXES.get(content_type, "")
-        resp.headers["Content-Disposition"] = f'attachment; filename="neurapix-{job.function_key}-{job.id}{suffix}"'
+    if download_name:
+        resp.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
 
 
 @bp.route("/pricing")
 def pricing():
-    return render_template("site/pricing.html", plans=catalog.public_plans())
+    return render_template("site/pricing.html", plans=catalog.public_plans(), form=CancelForm())
+
+
+@bp.route("/checkout/<int:plan_id>", methods=["POST"])
+@login_required
+def checkout(plan_id):
+    """Send the customer to Stripe Checkout for a public plan (hidden B2B plans are assigned, not sold)."""
+    plan = next((p for p in catalog.public_plans() if p.id == plan_id), None)
+    if plan is None or not plan.stripe_price_id:
+        abort(404)
+    try:
+        url = gateway("stripe").checkout_url(current_user, plan, url_for("site.account", paid=1, _external=True),
+                                            url_for("site.pricing", _external=True))
+    except (RuntimeError, stripe.StripeError) as exc:
+        db.session.rollback()
+        log.warning("checkout for plan %s failed: %s", plan_id, exc)
+        flash("Payments are unavailable right now. Please try again in a few minutes.", "error")
+        return redirect(url_for("site.pricing"))
+    db.session.commit()  # keeps the Stripe customer id created for this user
+    return redirect(url, code=303)
+
+
+@bp.route("/account/billing", methods=["POST"])
+@login_required
+def billing_portal():
+    """Stripe's customer portal: cards, invoices, cancelling a subscription."""
+    try:
+        url = gateway("stripe").portal_url(current_user, url_for("site.account", _external=True))
+    except (RuntimeError, stripe.StripeError) as exc:
+        db.session.rollback()
+        log.warning("billing portal for user %s failed: %s", current_user.id, exc)
+        flash("The billing portal is unavailable right now. Please try again later.", "error")
+        return redirect(url_for("site.account"))
+    db.session.commit()
+    return redirect(url, code=303)
 
 
 @bp.route("/account")
@@ -116,4 +162,4 @@ def account():
         sa.select(Job).where(Job.user_id == current_user.id).order_by(Job.id.desc()),
         page=jobs_page, per_page=PAGE_SIZE, error_out=False,
     )
-    return render_template("site/account.html", ledger=ledger, jobs=recent)
+    return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm())

@@ -1,0 +1,35 @@
+"""Payment webhooks at /webhooks/<gateway>: verified by the gateway, applied once by services.payments.
+
+No session, no CSRF token (the signature is the proof); always JSON; fast answers.
+"""
+import logging
+
+from flask import Blueprint, abort, jsonify, request
+
+from app.extensions import csrf
+from app.payments import WebhookRejected, gateway
+from app.services import payments
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+log = logging.getLogger(__name__)
+
+
+@bp.route("/<name>", methods=["POST"])
+@csrf.exempt
+def receive(name):
+    try:
+        source = gateway(name)
+    except LookupError:
+        abort(404)
+    try:
+        event = source.parse_webhook(request.get_data(), request.headers)
+    except WebhookRejected as exc:
+        log.warning("%s webhook rejected: %s", name, exc)
+        return jsonify({"error": str(exc)}), 400
+    outcome = payments.apply(event)
+    log.info("%s event %s (%s): %s", name, event.event_id, event.source_type, outcome)
+    return jsonify({"status": outcome})
+
+
+def init_app(app):
+    app.register_blueprint(bp)
