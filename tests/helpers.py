@@ -97,3 +97,12 @@ def form_values(html, field=None):
 
 def flashes(html):
     return re.findall(r'class="alert alert-(?:danger|error)[^"]*"[^>]*>(.*?)</div>', html, re.S)
+
+
+def browser_login(page, base_url, email, password, then="**/admin/", next_path=None):
+    """Log in through the real login form in a Playwright page and wait for the landing page."""
+    page.goto(f"{base_url}/login" + (f"?next={next_path}" if next_path else ""))
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(then)

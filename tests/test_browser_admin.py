@@ -8,7 +8,7 @@ from app.models import AIFunction
 from tests import pipeline as p
 from tests.conftest import ARTIFACTS
 from tests.contract_servers import ReplicateServer
-from tests.helpers import make_user
+from tests.helpers import browser_login, make_user
 
 
 def _type_into_editor(page, text):
@@ -26,11 +26,7 @@ def test_owner_switches_provider_fixes_json_and_tests_it(app, live_server, brows
             make_user("admin", email="owner@example.com", password="owner-password")
             fn_id, replicate_id = fn.id, replicate.id
         page = browser_page
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=email]", "owner@example.com")
-        page.fill("input[name=password]", "owner-password")
-        page.click("input[type=submit]")
-        page.wait_for_url("**/admin/")
+        browser_login(page, live_server, "owner@example.com", "owner-password")
 
         page.goto(f"{live_server}/admin/functions/edit/?id={fn_id}")
         # Flask-Admin's dropdown is a Select2 widget: open it and pick like a person would.

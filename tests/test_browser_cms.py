@@ -7,18 +7,14 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Page
 from tests.conftest import ARTIFACTS
-from tests.helpers import make_user
+from tests.helpers import browser_login, make_user
 
 
 def test_owner_writes_a_page_visually_and_in_html_and_publishes_it(app, live_server, browser_page):
     with app.app_context():
         make_user("admin", email="owner-cms@example.com", password="owner-password")
     page = browser_page
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=email]", "owner-cms@example.com")
-    page.fill("input[name=password]", "owner-password")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
+    browser_login(page, live_server, "owner-cms@example.com", "owner-password")
 
     page.goto(f"{live_server}/admin/pages/new/")
     page.fill("input[name=slug]", "our-story")

@@ -2,6 +2,7 @@
 import os
 
 from tests import pipeline as p
+from tests.helpers import browser_login
 from tests.conftest import ARTIFACTS
 from tests.images import image_bytes
 
@@ -14,11 +15,7 @@ def test_customer_uploads_and_watches_the_job_finish(app, live_server, browser_p
     photo.write_bytes(image_bytes(size=(120, 80)))
     page = browser_page
 
-    page.goto(f"{live_server}/login?next=/f/upscale")
-    page.fill("input[name=email]", "buyer@example.com")
-    page.fill("input[name=password]", "buyer-password")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/f/upscale")
+    browser_login(page, live_server, "buyer@example.com", "buyer-password", "**/f/upscale", "/f/upscale")
     assert "you have 5" in page.inner_text("main form")
 
     page.set_input_files("input[name=image]", str(photo))
@@ -43,11 +40,7 @@ def test_bad_upload_shows_a_clear_message_in_the_form(app, live_server, browser_
     fake = tmp_path / "not-a-photo.png"
     fake.write_bytes(b"plain text pretending to be a PNG")
     page = browser_page
-    page.goto(f"{live_server}/login?next=/f/enhance")
-    page.fill("input[name=email]", "c@example.com")
-    page.fill("input[name=password]", "buyer-password")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/f/enhance")
+    browser_login(page, live_server, "c@example.com", "buyer-password", "**/f/enhance", "/f/enhance")
     page.set_input_files("input[name=image]", str(fake))
     page.click("input[type=submit][value='Process image']")
     assert "not a readable image" in page.inner_text("[role=alert]")
