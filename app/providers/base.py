@@ -164,6 +164,13 @@ def fetch_output(url, timeout):
         raise ProviderError(f"Output download failed: {exc.__class__.__name__}", retryable=True) from exc
 
 
+def load_output(value, timeout):
+    """An output given as a URL (downloaded) or as base64 / a data URI → (bytes, content type or None)."""
+    if value.startswith(("http://", "https://")):
+        return fetch_output(value, timeout)
+    return decode_base64_image(value)
+
+
 def decode_base64_image(value):
     """Base64 or a data URI → (bytes, content type or None)."""
     content_type = None

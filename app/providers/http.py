@@ -6,8 +6,8 @@ import re
 import time
 from urllib.parse import quote
 
-from app.providers.base import (AIProvider, ProcessResult, ProviderError, call, config_schema, decode_base64_image,
-                                fetch_output, request_timeout, run_remote)
+from app.providers.base import (AIProvider, ProcessResult, ProviderError, call, config_schema, load_output,
+                                request_timeout, run_remote)
 from app.providers.registry import register
 
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.-]+)\s*\}\}")
@@ -180,9 +180,6 @@ class HTTPProvider(AIProvider):
         found = resolve_pointer(response, config["output_pointer"])
         if not isinstance(found, str) or not found:
             raise ProviderError(f"The response has no output at {config['output_pointer']}.", provider_job_id=job_id)
-        if found.startswith(("http://", "https://")):
-            data, content_type = fetch_output(found, timeout)
-        else:
-            data, content_type = decode_base64_image(found)
+        data, content_type = load_output(found, timeout)
         return ProcessResult(output=data, content_type=content_type, provider_job_id=job_id, started_at=started,
                              finished_at=time.time())
