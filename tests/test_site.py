@@ -98,3 +98,18 @@ def test_static_assets_are_served_locally(client):
     html = client.get("/").get_data(as_text=True)
     assert "/static/vendor/pico/pico.min.css" in html and "://cdn" not in html
     assert client.get("/static/vendor/pico/pico.min.css").status_code == 200
+
+
+def test_account_history_is_paginated(app, client):
+    from app.services import credits
+
+    with app.app_context():
+        user = make_user("customer")
+        for i in range(25):
+            credits.grant(user.id, 1, kind="grant", reason=f"bonus {i}")
+        db.session.commit()
+    login(client, user)
+    first = client.get("/account").get_data(as_text=True)
+    assert "Page 1 of 2" in first and "/account?page=2" in first and "bonus 24" in first
+    second = client.get("/account?page=2").get_data(as_text=True)
+    assert "Page 2 of 2" in second and "bonus 0" in second
