@@ -53,7 +53,27 @@ def drop_database(name):
 # starts (they inherit the environment), point at the same database, Redis, key and storage.
 TEST_DB_NAME = f"neurapix_test_{uuid.uuid4().hex[:10]}"
 os.environ["TEST_DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB_NAME
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_BASE_URL = os.environ.get("TEST_REDIS_BASE_URL", "redis://127.0.0.1:6379")
+REDIS_CLAIM_KEY = "neurapix-test-run"
+
+
+def _claim_redis_db():
+    """Take a Redis db no other test run on this machine holds (a claim key with a TTL marks it)."""
+    for number in range(1, 16):
+        url = f"{REDIS_BASE_URL}/{number}"
+        if redis.Redis.from_url(url).set(REDIS_CLAIM_KEY, TEST_DB_NAME, nx=True, ex=4 * 3600):
+            return url
+    raise RuntimeError("every Redis db 1-15 is claimed by another test run")
+
+
+def flush_redis():
+    """Empty this run's Redis db, keeping its claim so no other run takes it meanwhile."""
+    conn = redis.Redis.from_url(os.environ["REDIS_URL"])
+    conn.flushdb()
+    conn.set(REDIS_CLAIM_KEY, TEST_DB_NAME, ex=4 * 3600)
+
+
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or _claim_redis_db()
 os.environ["ENCRYPTION_KEY"] = Fernet.generate_key().decode()
 os.environ["STORAGE_DIR"] = tempfile.mkdtemp(prefix="neurapix-storage-")
 os.environ["RETRY_BACKOFF_SECONDS"] = "0.01"
@@ -65,6 +85,7 @@ def database_url():
     url = create_database(TEST_DB_NAME)
     yield url
     drop_database(TEST_DB_NAME)
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     shutil.rmtree(os.environ["STORAGE_DIR"], ignore_errors=True)
 
 
@@ -77,7 +98,7 @@ def app(database_url):
     app = create_app("testing")
     with app.app_context():
         upgrade()
-    redis.Redis.from_url(app.config["REDIS_URL"]).flushdb()
+    flush_redis()
     return app
 
 
@@ -95,7 +116,7 @@ def _clean_tables(request):
         tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
         db.session.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         db.session.commit()
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    flush_redis()
 
 
 @pytest.fixture
