@@ -8,8 +8,9 @@ from app.services import settings
 
 bp = Blueprint("site", __name__)
 
-# First path segments maintenance mode leaves open: staff sign in and work, payment providers deliver webhooks.
-MAINTENANCE_OPEN = frozenset({"admin", "login", "logout", "static", "webhooks"})
+# First path segments maintenance mode leaves open: staff sign in and work, payment providers deliver webhooks,
+# load balancers keep checking health.
+MAINTENANCE_OPEN = frozenset({"admin", "healthz", "login", "logout", "readyz", "static", "webhooks"})
 
 
 class SlugConverter(BaseConverter):
