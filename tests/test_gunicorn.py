@@ -24,10 +24,10 @@ def test_an_idle_socket_does_not_stall_other_requests(app):
     try:
         def up():
             try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-            except requests.ConnectionError:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+            except requests.RequestException:  # not listening yet, or the worker still booting
                 return False
-        wait_for(up, timeout=30, what="gunicorn to listen")
+        wait_for(up, timeout=60, what="gunicorn to listen")
         # One worker process: with sync workers this silent connection held it until the 30 s timeout.
         idle = socket.create_connection(("127.0.0.1", port))
         time.sleep(0.3)  # let the worker accept the idle socket first
