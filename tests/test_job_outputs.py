@@ -143,4 +143,4 @@ def test_a_failed_job_tells_the_customer_plain_words_and_staff_the_details(app, 
     with app.app_context():
         login(client, make_user("support"))
     detail = client.get(f"/admin/jobs/details/?id={job_id}").get_data(as_text=True)
-    assert "answered 500" in detail and server.url in detail
+    assert "answered 500" in detail and server.url in detail and "Customer was told" in detail

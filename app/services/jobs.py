@@ -449,7 +449,8 @@ def retry(job_id, actor):
     """Queue a failed job again without charging it again. False when the job is not failed."""
     moved = db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.status == "failed")
-        .values(status="queued", error=None, cancel_requested=False, finished_at=None).returning(Job.id)
+        .values(status="queued", error=None, customer_message=None, cancel_requested=False, finished_at=None)
+        .returning(Job.id)
     ).scalar()
     if not moved:
         db.session.rollback()
