@@ -3,11 +3,17 @@ over a pinned connection, with redirects re-checked, a streamed byte cap and no 
 
 Every test here runs under `loopback_only`: a connect or DNS lookup outside 127.0.0.0/8 fails it, so the
 refusals are proven by the guard's decision, never by a packet sent to a real internal address."""
+import datetime
+import ssl
 import threading
 import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from app.services import fetch, jobs
 from tests import pipeline as p
@@ -39,8 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FileServer:
     """A plain file host on a loopback address: /image.png, /redirect?to=URL, /hop/N (N redirects), /huge."""
 
-    def __init__(self, host="127.0.0.1"):
-        self.host, self.requests = host, []
+    def __init__(self, host="127.0.0.1", tls=None):
+        self.host, self.requests, self.tls, self.sni = host, [], tls, []
 
     def answer(self, path):
         if path == "/image.png":
@@ -59,8 +65,11 @@ class FileServer:
         self._httpd = ThreadingHTTPServer((self.host, 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self
+        if self.tls:
+            self.tls.sni_callback = lambda _sock, name, _context: self.sni.append(name)
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -152,6 +161,39 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_answer(loopback
                                   max_bytes=10**6, timeout=5, resolve=resolve)
         assert body == PNG and resolve.calls == ["rebind.test"]
         assert files.requests[0]["headers"]["host"] == f"rebind.test:{files.port}"
+
+
+def _certificate(name, signer=None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = (x509.CertificateBuilder().subject_name(subject).public_key(key.public_key())
+               .issuer_name(signer[1].subject if signer else subject).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1)))
+    builder = (builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False) if signer
+               else builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
+    return key, builder.sign(signer[0] if signer else key, hashes.SHA256())
+
+
+def test_https_is_pinned_yet_keeps_sni_and_the_certificate_check(loopback_only, tmp_path, monkeypatch):
+    ca = _certificate("Neurapix test CA")
+    leaf_key, leaf = _certificate("pinned.test", ca)
+    (tmp_path / "ca.pem").write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # trust the test CA only
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "leaf.pem")
+    with FileServer(tls=tls) as files:
+        local = resolver({"pinned.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
+        body, _type = fetch.fetch(f"https://pinned.test:{files.port}/image.png", allow_hosts=["pinned.test"],
+                                  max_bytes=10**6, timeout=5, resolve=local)
+        assert body == PNG and files.sni == ["pinned.test"]
+        # Same address, another name: the certificate does not match it, so nothing is fetched.
+        with pytest.raises(fetch.FetchError, match="SSLError"):
+            fetch.fetch(f"https://other.test:{files.port}/image.png", allow_hosts=["other.test"], max_bytes=10**6,
+                        timeout=5, resolve=local)
+        assert len(files.requests) == 1
 
 
 def test_an_oversize_output_stops_at_the_cap_while_streaming(loopback_only):
