@@ -2,7 +2,9 @@
 
 Tests talk to real PostgreSQL (and Redis where jobs run); nothing is faked in our own code path.
 """
+import ipaddress
 import os
+import socket
 import uuid
 
 import shutil
@@ -158,3 +160,40 @@ def browser_page():
         page.set_default_timeout(15000)
         yield page
         browser.close()
+
+
+def _loopback(host):
+    try:
+        return ipaddress.ip_address(str(host).strip("[]").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Fails the test on any connection (or DNS lookup) that would leave 127.0.0.0/8 / ::1: tests of the
+    outbound guard must prove that a refused URL sends nothing, and nothing may leak to a real network."""
+    attempts = []
+
+    def guarded(original):
+        def connect(sock, address, *args):
+            host = address[0] if isinstance(address, tuple) else address
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(host):
+                attempts.append(address)
+                pytest.fail(f"the test tried to connect to {address}")
+            return original(sock, address, *args)
+        return connect
+
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host):
+            attempts.append(host)
+            pytest.fail(f"the test tried to resolve {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield attempts
+    assert attempts == []

@@ -60,6 +60,8 @@ class ContractServer:
         self.polls_before_done = polls_before_done
         self.fail_count = fail_count
         self.image_key = image_key
+        # A hostile provider: these bytes (served as output_type) instead of the inverted image.
+        self.output, self.output_type = None, "image/png"
         self.url = ""
         self.requests = []
         self.jobs = {}
@@ -121,7 +123,7 @@ class ContractServer:
             with self._lock:
                 job = self.jobs.get(m.group(1))
                 png = job["png"] if job and job["state"] == SUCCEEDED else None
-            return self._send(h, 200, png) if png else self._send(h, 404, self._error("Not found."))
+            return self._send(h, 200, png, self.output_type) if png else self._send(h, 404, self._error("Not found."))
         if not self._authorized(headers.get("authorization", "")):
             return self._send(h, 401, {"detail": "Invalid token."})
         for method, pattern, name in self.routes:
@@ -129,11 +131,11 @@ class ContractServer:
                 return self._send(h, *getattr(self, name)(body or {}, **m.groupdict()))
         self._send(h, 404, self._error("Not found."))
 
-    def _send(self, h, status, payload):
-        is_png = isinstance(payload, bytes)
-        data = payload if is_png else json.dumps(payload).encode()
+    def _send(self, h, status, payload, content_type="image/png"):
+        is_file = isinstance(payload, bytes)
+        data = payload if is_file else json.dumps(payload).encode()
         h.send_response(status)
-        h.send_header("Content-Type", "image/png" if is_png else "application/json")
+        h.send_header("Content-Type", content_type if is_file else "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
@@ -168,7 +170,8 @@ class ContractServer:
             job["outcome"], job["error"] = FAILED, "model crashed"
         else:
             try:
-                job["png"], job["outcome"] = invert_png(input_.get(self.image_key)), SUCCEEDED
+                png = invert_png(input_.get(self.image_key))
+                job["png"], job["outcome"] = (png if self.output is None else self.output), SUCCEEDED
             except ValueError:
                 job["outcome"], job["error"] = FAILED, "cannot read input image"
         with self._lock:

@@ -1,4 +1,5 @@
 """Test images made on the fly: real ones, broken ones and hostile ones."""
+import functools
 import io
 import os
 import struct
@@ -38,3 +39,15 @@ def png_header_only(width, height):
 def truncated_jpeg():
     data = image_bytes("JPEG", size=(256, 256))
     return data[: len(data) // 2]
+
+
+@functools.lru_cache(maxsize=None)
+def solid_png(width, height, bit_depth=8, color_type=2):
+    """A real single-colour PNG of any size, compressed row by row (never held decoded): a decompression
+    bomb that is also a valid image. color_type 2 is RGB, 0 grey; bit_depth 1 makes the biggest ones cheap."""
+    channels = {0: 1, 2: 3}[color_type]
+    row = b"\x00" + b"\x00" * ((width * channels * bit_depth + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

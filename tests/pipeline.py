@@ -34,14 +34,14 @@ def local_function(key="enhance", operation="enhance", **fields):
 def replicate_provider(server, **config):
     return add_provider("replicate", name="Replicate",
                         config={"endpoint": f"{server.url}/v1", "model": "acme/restore", "poll_interval": 0.05,
-                                "timeout": 5, "retries": 2, **config},
+                                "timeout": 5, "retries": 2, "allow_hosts": ["127.0.0.1"], **config},
                         secrets={"api_token": server.expected_token})
 
 
 def runpod_provider(server, **config):
     return add_provider("runpod", name="RunPod",
                         config={"endpoint": f"{server.url}/v2/ep-test", "poll_interval": 0.05, "timeout": 5,
-                                "retries": 2, **config},
+                                "retries": 2, "allow_hosts": ["127.0.0.1"], **config},
                         secrets={"api_key": server.expected_token})
 
 

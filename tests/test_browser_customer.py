@@ -2,6 +2,7 @@
 import os
 
 from tests import pipeline as p
+from tests.contract_servers import ReplicateServer
 from tests.helpers import browser_login
 from tests.conftest import ARTIFACTS
 from tests.images import image_bytes
@@ -45,3 +46,32 @@ def test_bad_upload_shows_a_clear_message_in_the_form(app, live_server, browser_
     page.click("input[type=submit][value='Process image']")
     assert "not a readable image" in page.inner_text("[role=alert]")
     assert "you have 5" in page.inner_text("main form")
+
+
+def test_a_failed_job_says_so_plainly_and_the_header_shows_the_refund(app, live_server, browser_page, tmp_path):
+    with ReplicateServer() as server:
+        server.mode = "error500"
+        with app.app_context():
+            p.add_function(p.replicate_provider(server, retries=0), key="restore", price_per_use=2)
+            p.funded_customer(5, email="unlucky@example.com", password="buyer-password")
+        photo = tmp_path / "old-photo.png"
+        photo.write_bytes(image_bytes(size=(60, 40)))
+        page = browser_page
+        browser_login(page, live_server, "unlucky@example.com", "buyer-password", "**/f/restore", "/f/restore")
+        page.set_input_files("input[name=image]", str(photo))
+        page.click("input[type=submit][value='Process image']")
+        page.wait_for_url("**/jobs/*")
+        job_id = page.url.rsplit("/", 1)[1]
+        assert page.inner_text("#balance") == "3"
+
+        p.drain(app)  # the provider fails while the customer watches the page
+        page.wait_for_function("document.getElementById('job-status').textContent === 'failed'")
+        assert page.inner_text("#job-error") == (f"We could not process this image. Reference: job #{job_id}. "
+                                                 "The 2 credits it cost were refunded to your balance.")
+        assert page.inner_text("#balance") == "5"  # updated by the page itself, no reload
+        text = page.inner_text("body")
+        assert "Replicate" not in text and server.url not in text and "500" not in text
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, "customer-job-failed.png"), full_page=True)
+        page.reload()
+        assert page.inner_text("#balance") == "5" and "refunded" in page.inner_text("#job-error")

@@ -8,6 +8,7 @@ from PIL import Image, ImageOps
 
 from app.providers import ProviderError, ProviderInput, registry
 from app.providers.http import resolve_pointer
+from app.services import outputs
 from tests.contract_servers import CustomImageAPIServer
 from tests.images import image_bytes
 
@@ -32,12 +33,17 @@ def _jobs_config(server, **extra):
         "poll_url": jobs + "/{{id}}", "cancel_url": jobs + "/{{id}}/abort", "id_pointer": "/job/uuid",
         "status_pointer": "/job/state", "success_states": ["finished"], "failure_states": ["ERRORED", "ABORTED"],
         "error_pointer": "/job/message", "output_pointer": "/job/result/files/0/href",
-        "timeout": 5, "poll_interval": 0.05, **extra,
+        "timeout": 5, "poll_interval": 0.05, "allow_hosts": ["127.0.0.1"], **extra,
     }
 
 
+@pytest.fixture(autouse=True)
+def _app(ctx):
+    """Outputs are verified against the runtime settings, which live in the database."""
+
+
 def _process(config):
-    return registry.get("http").process_image(SOURCE, config)
+    return outputs.produce(registry.get("http"), SOURCE, config)
 
 
 def test_schema_accepts_a_config_with_extra_secrets():

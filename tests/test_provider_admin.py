@@ -213,7 +213,7 @@ def test_generic_http_provider_set_up_in_the_admin_completes_a_job(app, client):
             "params": {"strength": 0.5}, "poll_url": jobs_url + "/{{id}}", "id_pointer": "/job/uuid",
             "status_pointer": "/job/state", "success_states": ["FINISHED"], "failure_states": ["ERRORED"],
             "error_pointer": "/job/message", "output_pointer": "/job/result/files/0/href",
-            "timeout": 10, "retries": 0, "poll_interval": 0.05,
+            "timeout": 10, "retries": 0, "poll_interval": 0.05, "allow_hosts": ["127.0.0.1"],
         }
         assert post(client, "/admin/providers/new/", {"name": "In-house GPU", "key": "http", "enabled": "y",
                                                       "config": json.dumps(config),
@@ -280,7 +280,8 @@ def test_secrets_never_appear_in_forms_audit_logs_or_exports(app, client, caplog
         _admin(app, client)
         resp = post(client, "/admin/providers/new/", {
             "name": "Replicate", "key": "replicate", "enabled": "y", "secret__api_token": TOKEN,
-            "config": json.dumps({"endpoint": f"{server.url}/v1", "model": "a/b", "poll_interval": 0.05})})
+            "config": json.dumps({"endpoint": f"{server.url}/v1", "model": "a/b", "poll_interval": 0.05,
+                                  "allow_hosts": ["127.0.0.1"]})})
         assert resp.status_code == 302
         with app.app_context():
             provider = db.session.scalars(sa.select(Provider)).one()

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from app.providers import ProviderError, ProviderInput, registry
-from app.services import jobs
+from app.services import jobs, outputs
 from tests import pipeline as p
 from tests.contract_servers import ReplicateServer, RunPodServer
 from tests.images import image_bytes
@@ -48,11 +48,11 @@ def test_local_upscale_by_four_and_jpeg_output():
     assert _image(result).size == (192, 128) and result.content_type == "image/jpeg"
 
 
-def test_replicate_by_version_and_missing_token():
+def test_replicate_by_version_and_missing_token(ctx):
     with ReplicateServer(token="tok") as server:
         config = {"endpoint": f"{server.url}/v1", "version": "abc123", "api_token": "tok", "timeout": 5,
-                  "poll_interval": 0.05, "params": {"scale": 2}}
-        result = registry.get("replicate").process_image(SOURCE, config)
+                  "poll_interval": 0.05, "params": {"scale": 2}, "allow_hosts": ["127.0.0.1"]}
+        result = outputs.produce(registry.get("replicate"), SOURCE, config)
         create = server.requests[0]
         assert create["path"] == "/v1/predictions" and create["json"]["version"] == "abc123"
         assert create["json"]["input"]["scale"] == 2
@@ -61,10 +61,11 @@ def test_replicate_by_version_and_missing_token():
             registry.get("replicate").process_image(SOURCE, {**config, "api_token": ""})
 
 
-def test_runpod_url_output_and_bad_token_is_not_retryable():
+def test_runpod_url_output_and_bad_token_is_not_retryable(ctx):
     with RunPodServer(token="key", output_style="url") as server:
-        config = {"endpoint": f"{server.url}/v2/ep1", "api_key": "key", "timeout": 5, "poll_interval": 0.05}
-        result = registry.get("runpod").process_image(SOURCE, config)
+        config = {"endpoint": f"{server.url}/v2/ep1", "api_key": "key", "timeout": 5, "poll_interval": 0.05,
+                  "allow_hosts": ["127.0.0.1"]}
+        result = outputs.produce(registry.get("runpod"), SOURCE, config)
         assert _image(result).size == (48, 32)
         assert server.requests[0]["json"]["policy"]["executionTimeout"] == 5001
         with pytest.raises(ProviderError) as exc:

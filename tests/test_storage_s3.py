@@ -181,3 +181,27 @@ def test_running_worker_writes_to_s3_after_the_switch_without_restart(app, s3_en
         assert worker.alive()
     status, data = download(web_client, second_id)
     assert status == 200 and data[:4] == b"\x89PNG"
+
+
+def test_files_in_s3_are_handed_out_as_images_with_our_headers(web, s3_endpoint, bucket):
+    s3, name = bucket
+    switch_to_s3(owner_of(web), s3_endpoint, name)
+    with web.app_context():
+        p.local_function("enhance", price_per_use=1)
+        customer = p.funded_customer(5)
+    client = web.test_client()
+    login(client, customer)
+    job_id = submit(client)
+    p.drain(web)
+    resp = client.get(f"/jobs/{job_id}/output")
+    assert resp.status_code == 302 and resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    got = requests.get(resp.headers["Location"], timeout=10)
+    assert got.headers["Content-Type"] == "image/png" and got.headers["Content-Disposition"] == "inline"
+    assert s3.head_object(Bucket=name, Key=output_ref(web, job_id).split("/", 1)[1])["ContentDisposition"] == "inline"
+
+    # An object some earlier code stored as HTML: the bucket is told to hand it out as an opaque file.
+    s3.put_object(Bucket=name, Key="legacy/page.html", Body=b"<script>alert(1)</script>", ContentType="text/html")
+    with web.app_context():
+        url = storage.url_for_ref(f"s3:{name}/legacy/page.html", None, "text/html")
+    assert requests.get(url, timeout=10).headers["Content-Type"] == "application/octet-stream"

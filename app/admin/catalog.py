@@ -66,6 +66,13 @@ def _schema_errors(key, merged):
         raise ValidationError(" · ".join(errors[:5]))
 
 
+def _no_credentials(key, config, where):
+    """Refuse config JSON that carries a credential in clear (it is stored and shown as plain text)."""
+    message = catalog.credential_message(registry.plugin_class(key), config, where)
+    if message:
+        raise ValidationError(message)
+
+
 class ToolsView(RoleModelView):
     """Edit pages with the JSON editor and a "Test" panel; the test endpoint is admin only."""
 
@@ -133,6 +140,7 @@ class AIFunctionView(ToolsView):
         def validate_provider_config(form, field):
             provider = form.provider.data
             if provider is not None and isinstance(field.data, dict):
+                _no_credentials(provider.key, field.data, catalog.PROVIDER_SECRETS)
                 _schema_errors(provider.key, jobs.merged_config(provider, field.data))
 
         form_class.validate_provider_config = validate_provider_config
@@ -164,6 +172,10 @@ class AIFunctionView(ToolsView):
         for step in model.fallbacks:
             if step.provider is None:
                 raise ValueError(f"Fallback #{step.position}: choose a provider.")
+            leak = catalog.credential_message(registry.plugin_class(step.provider.key), step.provider_config,
+                                              catalog.PROVIDER_SECRETS)
+            if leak:
+                raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {leak}")
             try:
                 jobs.effective_config(step.provider, step.provider_config)
             except (ProviderError, registry.UnknownProvider) as exc:
@@ -181,6 +193,9 @@ class AIFunctionView(ToolsView):
             overrides = json.loads(request.form.get("provider_config") or "{}")
         except json.JSONDecodeError as exc:
             return jsonify({"ok": False, "error": f"Invalid JSON: {exc.msg} (line {exc.lineno})", "latency_ms": 0})
+        leak = catalog.credential_message(registry.plugin_class(provider.key), overrides, catalog.PROVIDER_SECRETS)
+        if leak:
+            return jsonify({"ok": False, "error": leak, "latency_ms": 0})
         return self.test_result(provider, overrides, saved=provider)
 
     @expose("/export")
@@ -254,7 +269,9 @@ class ProviderView(ToolsView):
 
         def validate_config(form, field):
             if isinstance(field.data, dict) and form.key.data in registry.available():
-                stored = decrypt_json(form._obj.secrets) if getattr(form, "_obj", None) is not None else {}
+                _no_credentials(form.key.data, field.data, catalog.SECRET_INPUTS)
+                saved = getattr(form, "_obj", None)
+                stored = decrypt_json(saved.secrets) if saved is not None and saved.key == form.key.data else {}
                 plugin = registry.plugin_class(form.key.data)
                 merged = {**plugin.defaults(), **field.data, **self._secrets_from(form, stored)}
                 _schema_errors(form.key.data, merged)
@@ -292,11 +309,14 @@ class ProviderView(ToolsView):
         return self._decorate(form, obj)
 
     def on_model_change(self, form, model, is_created):
-        if any(SECRET + name in form for name in _secret_names()):
-            stored = {} if is_created else decrypt_json(model.secrets)
-            merged = self._secrets_from(form, stored)
-            if merged != stored:
-                model.secrets = encrypt_json(merged) if merged else None
+        stored = {} if is_created else decrypt_json(model.secrets)
+        # Secrets belong to the plugin they were entered for: a provider switched to another plugin keeps
+        # none of them (an http plugin could otherwise send them anywhere its config says).
+        previous = sa.inspect(model).attrs.key.history.deleted
+        kept = {} if previous and previous[0] != model.key else stored
+        merged = self._secrets_from(form, kept)
+        if merged != stored:
+            model.secrets = encrypt_json(merged) if merged else None
         super().on_model_change(form, model, is_created)
 
     @expose("/test", methods=["POST"])
@@ -310,8 +330,12 @@ class ProviderView(ToolsView):
             config = json.loads(request.form.get("config") or "{}")
         except json.JSONDecodeError as exc:
             return jsonify({"ok": False, "error": f"Invalid JSON: {exc.msg} (line {exc.lineno})", "latency_ms": 0})
+        leak = catalog.credential_message(registry.plugin_class(key), config, catalog.SECRET_INPUTS)
+        if leak:
+            return jsonify({"ok": False, "error": leak, "latency_ms": 0})
         saved = db.session.get(Provider, request.args.get("id", type=int) or 0)
-        stored = decrypt_json(saved.secrets) if saved is not None else {}
+        # Stored secrets are tested only with the plugin they were saved for, never with one switched to on screen.
+        stored = decrypt_json(saved.secrets) if saved is not None and saved.key == key else {}
         entered = {n: request.form.get(SECRET + n, "") for n in _secret_names()}
         cleared = {n for n in _secret_names() if request.form.get(f"{SECRET}{n}__clear")}
         on_screen = Provider(key=key, name=request.form.get("name") or key, config=config)

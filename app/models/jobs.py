@@ -38,7 +38,8 @@ class Job(db.Model):
     claims: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    error: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)  # for staff: may name the provider, URLs, its answer
+    customer_message: Mapped[str | None] = mapped_column(sa.String(300))  # plain words for the customer
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

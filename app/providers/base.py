@@ -4,14 +4,12 @@ A provider turns one image into another; it gets its whole config (secrets inclu
 caller, which reads it from the database for every job.
 """
 import base64
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import requests
-
-# How much of a provider's output we are willing to download (a runaway URL must not fill memory).
-MAX_OUTPUT_BYTES = 100 * 1024 * 1024
 
 
 @dataclass
@@ -27,8 +25,8 @@ class ProviderInput:
 @dataclass
 class ProcessResult:
     output: bytes | None = None  # the image itself, or …
-    output_url: str | None = None  # … where to fetch it (the caller copies it to our storage)
-    content_type: str | None = None
+    output_url: str | None = None  # … where to fetch it (the caller fetches it under guard and verifies it)
+    content_type: str | None = None  # set by the caller from the decoded image, never taken from the provider
     provider_job_id: str | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -37,6 +35,25 @@ class ProcessResult:
     @property
     def latency_ms(self):
         return int(((self.finished_at or time.time()) - self.started_at) * 1000)
+
+
+# Config field names that hold a credential: any of these words in the name (api_key, X-Auth-Token, apiKey…).
+CREDENTIAL_WORDS = {"token", "secret", "password", "passwd", "passphrase", "apikey", "authorization", "bearer",
+                    "credential", "credentials", "cookie"}
+CREDENTIAL_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("client", "secret")}
+# A value that is itself a credential ("Bearer sk-…", "Basic dXNlcjpwYXNz").
+CREDENTIAL_VALUE = re.compile(r"\s*(bearer|basic|token)\s+[\w.~+/=-]{8,}\s*", re.I)
+# A value taken from the encrypted secrets at call time, e.g. "Bearer {{secret.api_key}}": no credential in clear.
+SECRET_REFERENCE = re.compile(r"\{\{\s*secret\.[\w.-]+\s*\}\}")
+
+
+def _looks_like_credential(name):
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", str(name))]
+    return bool(CREDENTIAL_WORDS & set(words)) or any(pair in CREDENTIAL_PAIRS for pair in zip(words, words[1:]))
+
+
+def _in_clear(value):
+    return isinstance(value, str) and value.strip() != "" and not SECRET_REFERENCE.search(value)
 
 
 class ProviderError(Exception):
@@ -63,6 +80,10 @@ def config_schema(properties, required=()):
             "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 2,
                         "description": "Extra attempts after a retryable error (5xx, 429, network)."},
             "params": {"type": "object", "default": {}, "description": "Model parameters sent with the image."},
+            "allow_hosts": {"type": "array", "items": {"type": "string"}, "default": [],
+                            "description": "Host names or addresses on internal networks (private, loopback…) "
+                                           "that output URLs may point to, e.g. a GPU box on your LAN. "
+                                           "Other internal addresses are always refused."},
         },
         "required": list(required),
     }
@@ -79,6 +100,30 @@ class AIProvider(ABC):
     @abstractmethod
     def process_image(self, input, config, *, should_cancel=lambda: False):
         """Process one image with this (merged, secrets included) config; raise ProviderError on failure."""
+
+    @classmethod
+    def credential_fields(cls, config):
+        """Paths ("headers/X-Api-Key") in a config JSON, at any depth, that hold a credential in clear: this
+        plugin's secret fields, fields named like one (token, password, api_key…) with a literal value, and
+        values such as "Bearer …". Config is stored and shown in plain text; secrets have encrypted inputs."""
+        found = []
+
+        def walk(value, path):
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    here = path + [str(key)]
+                    if (not path and key in cls.secret_fields) or (_looks_like_credential(key) and _in_clear(item)):
+                        found.append("/".join(here))
+                    else:
+                        walk(item, here)
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, path + [str(index)])
+            elif _in_clear(value) and CREDENTIAL_VALUE.fullmatch(value):
+                found.append("/".join(path) or "config")
+
+        walk(config if isinstance(config, dict) else {}, [])
+        return found
 
     @classmethod
     def defaults(cls):
@@ -147,37 +192,14 @@ def run_remote(config, *, create, fetch, cancel, is_done, should_cancel):
     return state
 
 
-def fetch_output(url, timeout):
-    """Download an output file (provider URLs expire, so results are copied into our storage)."""
-    try:
-        with requests.get(url, timeout=timeout, stream=True) as resp:
-            if resp.status_code >= 400:
-                raise ProviderError(f"Output download answered {resp.status_code}", retryable=resp.status_code >= 500)
-            chunks, size = [], 0
-            for chunk in resp.iter_content(1024 * 64):
-                size += len(chunk)
-                if size > MAX_OUTPUT_BYTES:
-                    raise ProviderError("The provider's output is larger than we accept.")
-                chunks.append(chunk)
-            return b"".join(chunks), resp.headers.get("Content-Type", "").split(";")[0] or None
-    except requests.RequestException as exc:
-        raise ProviderError(f"Output download failed: {exc.__class__.__name__}", retryable=True) from exc
-
-
-def load_output(value, timeout):
-    """An output given as a URL (downloaded) or as base64 / a data URI → (bytes, content type or None)."""
-    if value.startswith(("http://", "https://")):
-        return fetch_output(value, timeout)
-    return decode_base64_image(value)
-
-
-def decode_base64_image(value):
-    """Base64 or a data URI → (bytes, content type or None)."""
-    content_type = None
+def output_fields(value):
+    """An output given as a URL, base64 or a data URI → the ProcessResult fields that carry it. A URL is not
+    fetched here: the caller downloads it through the guarded fetcher and verifies what arrives."""
+    if "://" in value[:16] and not value.startswith("data:"):
+        return {"output_url": value}
     if value.startswith("data:"):
-        header, _, value = value.partition(",")
-        content_type = header[5:].split(";")[0] or None
+        value = value.partition(",")[2]
     try:
-        return base64.b64decode(value, validate=False), content_type
+        return {"output": base64.b64decode(value, validate=False)}
     except ValueError as exc:
         raise ProviderError("The provider returned output that is neither a URL nor base64.") from exc

@@ -6,7 +6,7 @@ import re
 import time
 from urllib.parse import quote
 
-from app.providers.base import (AIProvider, ProcessResult, ProviderError, call, config_schema, load_output,
+from app.providers.base import (AIProvider, ProcessResult, ProviderError, call, config_schema, output_fields,
                                 request_timeout, run_remote)
 from app.providers.registry import register
 
@@ -180,6 +180,5 @@ class HTTPProvider(AIProvider):
         found = resolve_pointer(response, config["output_pointer"])
         if not isinstance(found, str) or not found:
             raise ProviderError(f"The response has no output at {config['output_pointer']}.", provider_job_id=job_id)
-        data, content_type = load_output(found, timeout)
-        return ProcessResult(output=data, content_type=content_type, provider_job_id=job_id, started_at=started,
+        return ProcessResult(**output_fields(found), provider_job_id=job_id, started_at=started,
                              finished_at=time.time())

@@ -11,6 +11,10 @@ from app.providers.base import AIProvider, ProcessResult, ProviderError, config_
 from app.providers.registry import register
 
 OUTPUT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+# Formats an input may be decoded as, by the content type the upload check determined.
+INPUT_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/tiff": "TIFF",
+                 "image/bmp": "BMP", "image/gif": "GIF"}
+MAX_OUTPUT_PIXELS = 64_000_000  # about 256 MB as RGBA
 
 
 def _enhance(img, params):
@@ -19,10 +23,15 @@ def _enhance(img, params):
                                               threshold=params.get("threshold", 3)))
 
 
-def _upscale(img, params):
+def _scale(params):
     scale = int(params.get("scale", 2))
     if scale not in (2, 4):
         raise ProviderError("Upscale supports scale 2 or 4.")
+    return scale
+
+
+def _upscale(img, params):
+    scale = _scale(params)
     return img.resize((img.width * scale, img.height * scale), Image.Resampling.LANCZOS)
 
 
@@ -52,6 +61,9 @@ class LocalProvider(AIProvider):
         "operation": {"type": "string", "enum": sorted(OPERATIONS), "default": "enhance",
                       "description": "What to do to the image."},
         "output_format": {"type": "string", "enum": sorted(OUTPUT_TYPES), "default": "PNG"},
+        "max_output_pixels": {"type": "integer", "minimum": 1, "default": MAX_OUTPUT_PIXELS,
+                              "description": "Largest result (width × height) an operation may make; bigger "
+                                             "ones fail before any work, so an upscale cannot exhaust memory."},
     }, required=["operation"])
 
     def process_image(self, input, config, *, should_cancel=lambda: False):
@@ -60,10 +72,16 @@ class LocalProvider(AIProvider):
         if operation is None:
             raise ProviderError(f"Unknown local operation {config.get('operation')!r}; use one of {sorted(OPERATIONS)}.")
         fmt = config.get("output_format", "PNG")
+        params = config.get("params") or {}
         try:
-            with Image.open(io.BytesIO(input.data)) as img:
+            with Image.open(io.BytesIO(input.data), formats=[INPUT_FORMATS.get(input.content_type, "PNG")]) as img:
+                factor = _scale(params) ** 2 if operation is _upscale else 1
+                limit = int(config.get("max_output_pixels", MAX_OUTPUT_PIXELS))
+                if img.width * img.height * factor > limit:
+                    raise ProviderError(f"The result would have {img.width * img.height * factor:,} pixels; this "
+                                        f"provider makes at most {limit:,} (max_output_pixels).")
                 img.load()
-                out = operation(img, config.get("params") or {})
+                out = operation(img, params)
         except (OSError, ValueError) as exc:
             raise ProviderError(f"The image could not be processed: {exc}") from exc
         if fmt == "JPEG" and out.mode not in ("RGB", "L"):

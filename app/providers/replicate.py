@@ -3,9 +3,10 @@
 Contract: https://replicate.com/docs (create / get / cancel prediction).
 """
 import time
+from urllib.parse import quote, urlsplit
 
 from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
-                                fetch_output, image_input, request_timeout, run_remote)
+                                image_input, output_fields, request_timeout, run_remote)
 from app.providers.registry import register
 
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
@@ -40,8 +41,16 @@ class ReplicateProvider(AIProvider):
         else:
             raise ProviderError("Set either model (owner/name) or version in the Replicate config.")
 
+        def origin(url):
+            parts = urlsplit(url)
+            return parts.scheme, parts.hostname, parts.port
+
         def link(prediction, name, fallback):
-            return (prediction.get("urls") or {}).get(name) or f"{base}/predictions/{prediction['id']}{fallback}"
+            # The token goes with this request: follow the response's URL only on the configured API host.
+            named = (prediction.get("urls") or {}).get(name)
+            if isinstance(named, str) and origin(named) == origin(base):
+                return named
+            return f"{base}/predictions/{quote(str(prediction['id']), safe='')}{fallback}"
 
         prediction = run_remote(
             config,
@@ -59,6 +68,5 @@ class ReplicateProvider(AIProvider):
             output = output[-1] if output else None
         if not isinstance(output, str):
             raise ProviderError(f"Replicate prediction {pid} succeeded without a file output.", provider_job_id=pid)
-        data, content_type = fetch_output(output, timeout)
-        return ProcessResult(output=data, content_type=content_type, provider_job_id=pid, started_at=started,
+        return ProcessResult(**output_fields(output), provider_job_id=pid, started_at=started,
                              finished_at=time.time(), metadata={"metrics": prediction.get("metrics") or {}})

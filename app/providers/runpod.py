@@ -5,7 +5,7 @@ Contract: docs.runpod.io, serverless endpoint operations (run / status / cancel)
 import time
 
 from app.providers.base import (AIProvider, ProcessResult, ProviderError, auth_headers, call, config_schema,
-                                image_input, load_output, request_timeout, run_remote)
+                                image_input, output_fields, request_timeout, run_remote)
 from app.providers.registry import register
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -63,7 +63,6 @@ class RunPodProvider(AIProvider):
         found = _find_output(job.get("output"), config.get("output_key", "image"))
         if not found:
             raise ProviderError(f"RunPod job {jid} completed without an image in its output.", provider_job_id=jid)
-        data, content_type = load_output(found, timeout)
-        return ProcessResult(output=data, content_type=content_type, provider_job_id=jid, started_at=started,
+        return ProcessResult(**output_fields(found), provider_job_id=jid, started_at=started,
                              finished_at=time.time(),
                              metadata={"delayTime": job.get("delayTime"), "executionTime": job.get("executionTime")})

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Plan, Provider
+from app.providers import registry
 
 
 def _visible():
@@ -29,6 +30,20 @@ def public_plans():
     return db.session.scalars(
         sa.select(Plan).where(Plan.hidden.is_(False)).order_by(Plan.sort_order, Plan.price)
     ).all()
+
+
+SECRET_INPUTS = "the secret inputs below"
+PROVIDER_SECRETS = "the provider's secret inputs (Catalog → Providers)"
+
+
+def credential_message(plugin, config, where):
+    """Why a config JSON may not be saved because it holds credentials in clear, or None. `where` names the
+    secret inputs the owner should use instead."""
+    fields = plugin.credential_fields(config)
+    if not fields:
+        return None
+    return (f"{', '.join(fields[:5])}: looks like a credential, and config JSON is stored and shown in plain "
+            f"text. Put it in {where} (stored encrypted) and refer to it as {{{{secret.NAME}}}} in templates.")
 
 
 class CatalogImportError(ValueError):
@@ -74,6 +89,11 @@ def import_function(data):
     fn.fallbacks = [FunctionFallback(position=step.get("position", i), provider=_provider_named(step["provider"]),
                                      provider_config=step.get("provider_config") or {})
                     for i, step in enumerate(data.get("fallbacks") or [], 1)]
+    for provider, config in [(fn.provider, fn.provider_config)] + [(f.provider, f.provider_config)
+                                                                    for f in fn.fallbacks]:
+        leak = credential_message(registry.plugin_class(provider.key), config, PROVIDER_SECRETS)
+        if leak:
+            raise CatalogImportError(f"{provider.name}: {leak}")
     db.session.flush()
     return fn, created
 

@@ -16,8 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from app.extensions import db
 from app.models import AIFunction, Job, JobLog, User
 from app.providers import registry
-from app.providers.base import CancelledByUser, ProviderError, ProviderInput, fetch_output
-from app.services import catalog, credits, queue, storage
+from app.providers.base import CancelledByUser, ProviderError, ProviderInput
+from app.services import catalog, credits, outputs, queue, storage
 from app.services.crypto import decrypt_json
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,10 @@ SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "i
             "image/bmp": ".bmp", "image/gif": ".gif"}
 ACTIVE = ("queued", "processing")
 CANCELLED = "Cancelled; the credits were refunded."
+# What customers read about a job that ended without a result (Job.customer_message); the details that
+# name providers, URLs and their answers stay in Job.error and the job log, which only staff see.
+CUSTOMER_FAILED = "We could not process this image."
+CUSTOMER_CANCELLED = "This job was cancelled."
 # A job whose worker vanished is run again at most this many times in all, then failed and refunded.
 MAX_CLAIMS = 2
 
@@ -52,8 +56,22 @@ def add_log(job_id, message, level="info", **fields):
 # --- submit ---
 
 
+# File signatures of the formats a function may allow: enough to name a refused format without decoding it.
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+              (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _sniff(data):
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in SIGNATURES if data.startswith(magic)), None)
+
+
 def inspect_upload(fn, data, max_file_size=None):
-    """Decode the image (never trust the file name) and check it against the function's rules."""
+    """Decode the image (never trust the file name) and check it against the function's rules.
+
+    Only the decoders of the function's allowed formats may open it, and the pixel count is checked from the
+    header before a single pixel is decoded: a refused upload costs no memory."""
     max_file_size = max_file_size or fn.max_file_size
     if not data:
         raise SubmitError("The file is empty. Choose an image to upload.")
@@ -62,9 +80,11 @@ def inspect_upload(fn, data, max_file_size=None):
                           f"{max_file_size / 1048576:.1f} MB.", status=413)
     max_pixels = current_app.config["MAX_IMAGE_PIXELS"]
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=list(fn.allowed_formats)) as img:
             fmt, (width, height) = img.format, img.size
-            # Header only so far: refuse decompression bombs before decoding a single pixel.
+            if fmt not in fn.allowed_formats:  # a decoder may name a variant (JPEG → MPO)
+                raise SubmitError(f"{fmt} images are not accepted by {fn.name}; use "
+                                  f"{', '.join(fn.allowed_formats)}.", status=415)
             if width * height > max_pixels:
                 raise SubmitError(f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels.",
                                   status=413)
@@ -74,10 +94,11 @@ def inspect_upload(fn, data, max_file_size=None):
     except Image.DecompressionBombError as exc:
         raise SubmitError(f"The image has too many pixels; the limit is {max_pixels:,} pixels.", status=413) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        sniffed = _sniff(data)
+        if sniffed and sniffed not in fn.allowed_formats:
+            raise SubmitError(f"{sniffed} images are not accepted by {fn.name}; use "
+                              f"{', '.join(fn.allowed_formats)}.", status=415) from None
         raise SubmitError("This file is not a readable image (it may be damaged or truncated).") from exc
-    if fmt not in fn.allowed_formats:
-        raise SubmitError(f"{fmt or 'This'} images are not accepted by {fn.name}; use "
-                          f"{', '.join(fn.allowed_formats)}.", status=415)
     return {"format": fmt, "width": width, "height": height, "size": len(data), "content_type": CONTENT_TYPES[fmt]}
 
 
@@ -207,7 +228,8 @@ def submit(user, function_key, data, filename="upload"):
         queue.enqueue(job.id, fn.priority + int(limits.get("queue_priority", 0)), lease_seconds(plan))
     except Exception:
         log.exception("job %s could not be queued", job.id)
-        _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.")
+        _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.",
+                customer="We could not start this job.")
         raise SubmitError("We could not start this job right now; your credits were refunded. Please try again.",
                           status=503) from None
     return job
@@ -240,17 +262,31 @@ def _refund(job_id):
     job.refunded = True
 
 
-def _finish(job_id, condition, message, status="failed"):
-    """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved."""
+def _finish(job_id, condition, message, status="failed", customer=None):
+    """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved.
+    `message` is for staff; `customer` is what the customer reads (a plain default when None)."""
+    customer = customer or (CUSTOMER_CANCELLED if status == "cancelled" else CUSTOMER_FAILED)
     moved = db.session.execute(
-        sa.update(Job).where(condition).values(status=status, error=message, finished_at=_now(),
-                                               lease_expires_at=None).returning(Job.id)
+        sa.update(Job).where(condition).values(status=status, error=message, customer_message=customer,
+                                               finished_at=_now(), lease_expires_at=None).returning(Job.id)
     ).scalar()
     if moved:
         add_log(job_id, message, level="error" if status == "failed" else "info")
         _refund(job_id)
     db.session.commit()
     return bool(moved)
+
+
+def customer_notice(job):
+    """What the customer is told about a failed or cancelled job: plain words, the reference number and the
+    refund. None while the job runs or once it is done."""
+    if job.status not in ("failed", "cancelled"):
+        return None
+    default = CUSTOMER_CANCELLED if job.status == "cancelled" else CUSTOMER_FAILED
+    words = [job.customer_message or default, f"Reference: job #{job.id}."]
+    if job.refunded and job.credits_charged:
+        words.append(f"The {job.credits_charged} credits it cost were refunded to your balance.")
+    return " ".join(words)
 
 
 def _queued(job_id):
@@ -316,10 +352,7 @@ def _run_on_provider(job_id, mine, source, provider, cancel_requested, last):
             return True
         started = time.monotonic()
         try:
-            result = plugin.process_image(source, config, should_cancel=lambda: _cancel_requested(job_id))
-            if result.output is None and result.output_url:
-                result.output, fetched_type = fetch_output(result.output_url, float(config["timeout"]))
-                result.content_type = result.content_type or fetched_type
+            result = outputs.produce(plugin, source, config, should_cancel=lambda: _cancel_requested(job_id))
         except CancelledByUser as exc:
             _record_attempt(job_id, key, attempt, started, exc)
             _finish(job_id, mine, CANCELLED, status="cancelled")
@@ -327,7 +360,7 @@ def _run_on_provider(job_id, mine, source, provider, cancel_requested, last):
         except ProviderError as exc:
             _record_attempt(job_id, key, attempt, started, exc)
             if not exc.retryable:
-                _finish(job_id, mine, f"{name}: {exc}")
+                _finish(job_id, mine, f"{name}: {exc}", customer=getattr(exc, "customer_message", None))
                 return True
             if attempt <= retries:
                 time.sleep(min(2 ** (attempt - 1), 10) * current_app.config["RETRY_BACKOFF_SECONDS"])
@@ -363,8 +396,8 @@ def _record_attempt(job_id, provider_key, attempt, started, error):
 
 def _finish_done(job_id, mine, result, provider_key, attempt, started):
     latency = int((time.monotonic() - started) * 1000)
-    content_type = result.content_type or "image/png"
-    output_ref = storage.save(result.output, SUFFIXES.get(content_type, ".bin"))
+    content_type = result.content_type  # determined by outputs.verify, so always an image type we know
+    output_ref = storage.save(result.output, SUFFIXES[content_type])
     done = db.session.execute(
         sa.update(Job).where(mine).values(
             status="done", output_ref=output_ref, output_content_type=content_type, finished_at=_now(),
@@ -416,7 +449,8 @@ def retry(job_id, actor):
     """Queue a failed job again without charging it again. False when the job is not failed."""
     moved = db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.status == "failed")
-        .values(status="queued", error=None, cancel_requested=False, finished_at=None).returning(Job.id)
+        .values(status="queued", error=None, customer_message=None, cancel_requested=False, finished_at=None)
+        .returning(Job.id)
     ).scalar()
     if not moved:
         db.session.rollback()

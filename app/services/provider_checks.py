@@ -8,13 +8,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from flask import current_app
 from PIL import Image
 
 from app.extensions import db
 from app.models.types import utcnow
 from app.providers import registry
-from app.providers.base import ProviderError, ProviderInput, fetch_output
-from app.services import jobs
+from app.providers.base import ProviderError, ProviderInput
+from app.services import jobs, outputs
 
 # A test call never waits longer than this, whatever the config says.
 TEST_TIMEOUT_SECONDS = 60
@@ -47,20 +48,24 @@ def run_test(provider, overrides=None, secrets=None):
         config = jobs.effective_config(provider, overrides, secrets)
         config["timeout"] = min(float(config.get("timeout", TEST_TIMEOUT_SECONDS)), TEST_TIMEOUT_SECONDS)
         plugin = registry.get(provider.key)
-        future = _pool.submit(plugin.process_image, ProviderInput(test_image(), "image/png", "test.png"), config)
+        future = _pool.submit(_produce, current_app._get_current_object(), plugin,
+                              ProviderInput(test_image(), "image/png", "test.png"), config)
         result = future.result(timeout=config["timeout"] + 5)
-        if result.output is None and result.output_url:
-            result.output, result.content_type = fetch_output(result.output_url, config["timeout"])
         thumbnail = _thumbnail(result.output)
-        with Image.open(io.BytesIO(result.output)) as out:
-            size = list(out.size)
     except FutureTimeout:
         return _outcome(started, error=f"No answer within {config['timeout'] + 5:.0f} s.")
     except (ProviderError, registry.UnknownProvider) as exc:
         return _outcome(started, error=str(exc))
     except (OSError, ValueError) as exc:
         return _outcome(started, error=f"The provider answered, but not with an image: {exc}")
-    return _outcome(started, provider_job_id=result.provider_job_id, thumbnail=thumbnail, size=size)
+    return _outcome(started, provider_job_id=result.provider_job_id, thumbnail=thumbnail,
+                    size=result.metadata["size"])
+
+
+def _produce(app, plugin, source, config):
+    # In the pool's thread: the output checks read settings, which need the app.
+    with app.app_context():
+        return outputs.produce(plugin, source, config)
 
 
 def _outcome(started, error=None, **fields):

@@ -21,6 +21,29 @@ class StorageError(LookupError):
     pass
 
 
+# Types a stored file may be served as: images only, never HTML or SVG, whatever a row says.
+SERVED_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff"}
+OPAQUE = "application/octet-stream"
+# Sent with every stored file: no type sniffing, and a file a browser would render as a document anyway gets
+# no script and no access to our origin.
+SANDBOX_CSP = "default-src 'none'; sandbox"
+
+
+def served_type(content_type):
+    """The Content-Type a stored file is served with: its recorded type if it is an image, else opaque."""
+    return content_type if content_type in SERVED_TYPES else OPAQUE
+
+
+def disposition(filename, attachment):
+    return f'{"attachment" if attachment else "inline"}; filename="{filename}"'
+
+
+def file_headers(filename, attachment):
+    """The headers every response that hands out a stored file carries (bytes or a redirect to them)."""
+    return {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": SANDBOX_CSP,
+            "Content-Disposition": disposition(filename, attachment)}
+
+
 class Storage(ABC):
     scheme = ""
 
@@ -36,7 +59,7 @@ class Storage(ABC):
     def delete(self, ref):
         """Remove the file; a missing file is not an error."""
 
-    def url(self, ref, download_name=None):
+    def url(self, ref, download_name=None, content_type=None):
         """A URL a browser may fetch the file from directly, or None when the app must serve the bytes."""
         return None
 
@@ -95,9 +118,9 @@ class S3Storage(Storage):
         if not self.bucket:
             raise StorageError("The S3 backend is selected but no bucket is set (Admin → Settings → Storage).")
         key = self.new_name(suffix)
-        content_type = mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+        # What a CDN in front of the bucket serves: an image type or an opaque download, shown inline.
         self._call("write to", self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
-                   ContentType=content_type)
+                   ContentType=served_type(mimetypes.guess_type(f"x{suffix}")[0]), ContentDisposition="inline")
         return f"{self.scheme}:{self.bucket}/{key}"
 
     def read(self, ref):
@@ -108,14 +131,15 @@ class S3Storage(Storage):
         bucket, key = self._location(ref)
         self._call("delete from", self.client.delete_object, Bucket=bucket, Key=key)
 
-    def url(self, ref, download_name=None):
+    def url(self, ref, download_name=None, content_type=None):
         bucket, key = self._location(ref)
         # The CDN fronts the configured bucket only; files left in an earlier bucket get presigned URLs.
         if self.cdn_base_url and bucket == self.bucket and not download_name:
             return f"{self.cdn_base_url}/{quote(key)}"
-        params = {"Bucket": bucket, "Key": key}
-        if download_name:
-            params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+        # The bucket answers with the type and disposition we choose, not with what the object says.
+        served = served_type(content_type or mimetypes.guess_type(key)[0])
+        params = {"Bucket": bucket, "Key": key, "ResponseContentType": served,
+                  "ResponseContentDisposition": disposition(download_name, True) if download_name else "inline"}
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
 
     def _call(self, verb, method, **kwargs):
@@ -199,9 +223,9 @@ def delete(ref):
         _backend(_scheme(ref)).delete(ref)
 
 
-def url_for_ref(ref, download_name=None):
+def url_for_ref(ref, download_name=None, content_type=None):
     """Where a browser can download the file itself (CDN or presigned URL), or None: then serve read(ref)."""
-    return _backend(_scheme(ref)).url(ref, download_name)
+    return _backend(_scheme(ref)).url(ref, download_name, content_type)
 
 
 def check_settings(values):

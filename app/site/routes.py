@@ -55,19 +55,22 @@ def _own_job(job_id):
 
 
 def job_payload(job):
+    """The job as its page polls it: plain words only (the provider's details stay in the admin), and the
+    viewer's balance, so the header follows a refund without a reload."""
     return {
-        "id": job.id, "status": job.status, "function": job.function_key, "error": job.error,
+        "id": job.id, "status": job.status, "function": job.function_key, "error": jobs.customer_notice(job),
         "created_at": job.created_at.isoformat(), "finished_at": job.finished_at and job.finished_at.isoformat(),
         "input_url": url_for("site.job_file", job_id=job.id, which="input"),
         "output_url": url_for("site.job_file", job_id=job.id, which="output") if job.status == "done" else None,
-        "credits_charged": job.credits_charged, "refunded": job.refunded,
+        "credits_charged": job.credits_charged, "refunded": job.refunded, "balance": current_user.balance,
     }
 
 
 @bp.route("/jobs/<int:job_id>")
 @login_required
 def job(job_id):
-    return render_template("site/job.html", job=_own_job(job_id), form=CancelForm())
+    job = _own_job(job_id)
+    return render_template("site/job.html", job=job, notice=jobs.customer_notice(job), form=CancelForm())
 
 
 @bp.route("/jobs/<int:job_id>.json")
@@ -91,22 +94,22 @@ def job_file(job_id, which):
     ref = job.input_ref if which == "input" else job.output_ref
     if not ref:
         abort(404)
-    content_type = job.input_meta.get("content_type") if which == "input" else job.output_content_type
-    download_name = None
-    if request.args.get("download"):
-        download_name = f"neurapix-{job.function_key}-{job.id}{jobs.SUFFIXES.get(content_type, '')}"
+    content_type = storage.served_type(job.input_meta.get("content_type") if which == "input"
+                                       else job.output_content_type)
+    attachment = bool(request.args.get("download")) or content_type == storage.OPAQUE
+    filename = (f"neurapix-{job.function_key}-{job.id}{'-input' if which == 'input' else ''}"
+                f"{jobs.SUFFIXES.get(content_type, '.bin')}")
     try:
         # Files in S3 go to the browser straight from the CDN or a presigned URL; local files are served here.
-        url = storage.url_for_ref(ref, download_name)
+        url = storage.url_for_ref(ref, filename if attachment else None, content_type)
         if url:
-            return redirect(url)
-        data = storage.read(ref)
+            resp = redirect(url)
+        else:
+            resp = Response(storage.read(ref), mimetype=content_type)
+            resp.headers["Cache-Control"] = "private, max-age=3600"
     except storage.StorageError:
         abort(404)
-    resp = Response(data, mimetype=content_type or "application/octet-stream")
-    if download_name:
-        resp.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
-    resp.headers["Cache-Control"] = "private, max-age=3600"
+    resp.headers.update(storage.file_headers(filename, attachment))
     return resp
 
 

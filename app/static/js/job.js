@@ -18,6 +18,9 @@
       document.getElementById("after").hidden = false;
       document.getElementById("download").hidden = false;
     }
+    // A refund changes the balance: keep the header's figure current.
+    const balance = document.getElementById("balance");
+    if (balance && typeof job.balance === "number") balance.textContent = job.balance;
     const cancel = document.getElementById("cancel");
     if (cancel && finished.includes(job.status)) cancel.hidden = true;
   }
