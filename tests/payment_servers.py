@@ -125,7 +125,7 @@ class StripeAPIServer(_Server):
                 "api_version": "2024-06-20", "created": created or int(time.time()), "livemode": False,
                 "data": {"object": obj}}
 
-    def complete(self, session_id, event_id=None, **changes):
+    def complete(self, session_id, event_id=None, created=None, **changes):
         """The buyer paid on Stripe's page: the checkout.session.completed event Stripe sends (fields in
         `changes` replace the session's, e.g. to model what a tampered or unpaid session would carry)."""
         session = self.sessions[session_id]
@@ -138,7 +138,8 @@ class StripeAPIServer(_Server):
             self.subscriptions[sub_id] = {"id": sub_id, "object": "subscription", "customer": session["customer"],
                                           "status": "active", "metadata": session["_subscription_metadata"],
                                           "_price": session["_price"]}
-        return self.event("checkout.session.completed", {**self._public(session), **changes}, event_id=event_id)
+        return self.event("checkout.session.completed", {**self._public(session), **changes}, created=created,
+                          event_id=event_id)
 
     def invoice_paid(self, subscription_id, amount_paid=None, currency=None, event_type="invoice.payment_succeeded",
                      invoice_id=None, created=None):
