@@ -35,7 +35,8 @@ def send_stripe(client, event, secret=WHSEC, timestamp=None):
                        headers={"Stripe-Signature": f"t={t},v1={signature}"})
 
 
-PAYPAL_HEADERS = {"PAYPAL-AUTH-ALGO": "SHA256withRSA", "PAYPAL-CERT-URL": "https://api.paypal.com/v1/notifications/certs/X",
+PAYPAL_HEADERS = {"PAYPAL-AUTH-ALGO": "SHA256withRSA",
+                  "PAYPAL-CERT-URL": "https://api.paypal.com/v1/notifications/certs/X",
                   "PAYPAL-TRANSMISSION-ID": "tx-1", "PAYPAL-TRANSMISSION-SIG": "valid-sig",
                   "PAYPAL-TRANSMISSION-TIME": "2026-11-24T10:00:00Z"}
 
@@ -234,7 +235,8 @@ def test_subscription_events_out_of_order_end_in_the_right_state(app, client, sh
     t0 = int(time.time())
     sub = _subscribe(app, client, shop, stripe_api, created=t0)
     user = _user(app, shop["user"])
-    assert (user.plan_id, user.subscription_id, user.subscription_status, user.balance) == (shop["pro"], sub, "active", 0)
+    assert (user.plan_id, user.subscription_id, user.subscription_status) == (shop["pro"], sub, "active")
+    assert user.balance == 0  # credits come with each paid invoice
     invoice = stripe_api.invoice_paid(sub, created=t0 + 2)
     # Delivered newest first: past_due (t0+20), then the invoice, then the stale "active" (t0+10).
     for event in (stripe_api.subscription_changed(sub, "past_due", t0 + 20), invoice,
@@ -540,6 +542,8 @@ def test_staff_see_orders_and_payments_needing_review_with_the_reason(app, clien
     login(client, shop["buyer"])
     send_stripe(client, stripe_api.complete(start_stripe(client, shop["pack"]), amount_total=1))
     send_stripe(client, stripe_api.complete(start_stripe(client, shop["pack"])))
+    stranger = stripe_api.complete(start_stripe(client, shop["pack"]), client_reference_id="7777", metadata={})
+    send_stripe(client, stranger)  # names no order: a payment under review with no known buyer
     with app.app_context():
         login(client, make_user(role))
     status_filter = _filter_arg(app, "payments", "status", "equals")
@@ -547,8 +551,12 @@ def test_staff_see_orders_and_payments_needing_review_with_the_reason(app, clien
     for query in (f"{status_filter}=review", f"{reason_filter}=the+order+is"):
         html = client.get(f"/admin/payments/?{query}").get_data(as_text=True)
         assert "paid 0.01 USD; the order is 5.00 USD" in html and "succeeded" not in html
+    assert "names no order of ours (reference &#39;7777&#39;)" in client.get(
+        f"/admin/payments/?{status_filter}=review").get_data(as_text=True)
+    stranger_payment = _rows(app, Payment, Payment.user_id.is_(None))[0]
+    assert client.get(f"/admin/payments/details/?id={stranger_payment.id}").status_code == 200
     html = client.get("/admin/orders/").get_data(as_text=True)
-    assert html.count("buyer@example.com") == 2 and "cs_test_" in html
+    assert html.count("buyer@example.com") == 3 and "cs_test_" in html
     assert client.get("/admin/orders/new/").status_code == 403
 
 

@@ -14,7 +14,7 @@ from flask import current_app
 from app.payments.base import PaymentGateway, register
 from app.services import settings
 from app.services.payment_events import (ORDER_PAID, REFUNDED, GatewayError, PaymentEvent, WebhookRejected,
-                                         from_minor, parse_decimal)
+                                         from_minor, parse_decimal, text)
 
 TIMEOUT = 10
 API_BASES = {"sandbox": "https://api-m.sandbox.paypal.com", "live": "https://api-m.paypal.com"}
@@ -35,7 +35,8 @@ def _cert_url_is_paypals(url):
 
 
 def _amount(amount):
-    amount = amount or {}
+    if not isinstance(amount, dict):
+        return None, None
     return parse_decimal(amount.get("value")), (str(amount.get("currency_code") or "").upper() or None)
 
 
@@ -44,9 +45,10 @@ def _capture_event(capture, event_id, source_type, checkout_id=None):
     value, currency = _amount(capture.get("amount"))
     related = (capture.get("supplementary_data") or {}).get("related_ids") or {}
     return PaymentEvent(provider=PayPalGateway.key, event_id=event_id, source_type=source_type, kind=ORDER_PAID,
-                        order_ref=capture.get("custom_id"), checkout_id=checkout_id or related.get("order_id"),
-                        external_id=capture.get("id"), paid=capture.get("status") == "COMPLETED",
-                        status=capture.get("status"), amount=value, currency=currency)
+                        order_ref=text(capture.get("custom_id")),
+                        checkout_id=text(checkout_id or related.get("order_id")),
+                        external_id=text(capture.get("id")), paid=capture.get("status") == "COMPLETED",
+                        status=text(capture.get("status"), 32), amount=value, currency=text(currency, 8))
 
 
 @register
@@ -57,7 +59,8 @@ class PayPalGateway(PaymentGateway):
         return bool(settings.get("payments.paypal_client_id") and settings.get("payments.paypal_client_secret"))
 
     def _base(self):
-        return (current_app.config.get("PAYPAL_API_BASE") or API_BASES[settings.get("payments.paypal_mode")]).rstrip("/")
+        base = current_app.config.get("PAYPAL_API_BASE") or API_BASES[settings.get("payments.paypal_mode")]
+        return base.rstrip("/")
 
     def _token(self, base):
         client_id, secret = settings.get("payments.paypal_client_id"), settings.get("payments.paypal_client_secret")
@@ -149,12 +152,14 @@ class PayPalGateway(PaymentGateway):
             return None
         self._check_cheaply(event, headers)
         self._verify(event, headers)
-        resource = event.get("resource") or {}
+        resource = event.get("resource")
+        if not isinstance(resource, dict):
+            raise WebhookRejected("The event carries no resource.")
         if event["event_type"] == "PAYMENT.CAPTURE.COMPLETED":
             return _capture_event(resource, event["id"], event["event_type"])
         # A refund: its "up" link names the capture it refunds.
         up = next((link.get("href") or "" for link in resource.get("links") or [] if link.get("rel") == "up"), "")
         value, currency = _amount(resource.get("amount"))
         return PaymentEvent(provider=self.key, event_id=event["id"], source_type=event["event_type"], kind=REFUNDED,
-                            external_id=up.rstrip("/").rsplit("/", 1)[-1] or resource.get("id"),
+                            external_id=text(up.rstrip("/").rsplit("/", 1)[-1] or resource.get("id")),
                             amount=value, currency=currency)

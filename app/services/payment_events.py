@@ -52,6 +52,11 @@ def as_int(value):
         return None
 
 
+def text(value, limit=255):
+    """An id or status from a gateway's JSON as bounded text (None stays None)."""
+    return None if value in (None, "") else str(value)[:limit]
+
+
 def from_minor(minor):
     """Integer minor units (our columns, Stripe's amounts) → an exact Decimal in major units."""
     return None if minor is None else (Decimal(int(minor)) * CENT)

@@ -12,17 +12,14 @@ from flask import url_for
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Order, Payment, Plan, User, WebhookEvent
+from app.models import Order, Payment, User, WebhookEvent
 from app.models.types import utcnow
 from app.payments import gateway
 from app.services import audit, catalog, credits
 from app.services import payment_events as events
-from app.services.payment_events import GatewayError, WebhookRejected, as_int, from_minor, to_minor
+from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
 
 log = logging.getLogger(__name__)
-
-__all__ = ["CheckoutError", "NotForSale", "UnknownGateway", "WebhookRejected", "apply", "billing_portal_url", "checkout_options",
-           "finish_paypal_return", "receive_webhook", "record_manual", "start_checkout"]
 
 UNAVAILABLE = "Payments are unavailable right now. Please try again in a few minutes."
 
@@ -98,7 +95,7 @@ def finish_paypal_return(user, order_id, token):
         log.warning("PayPal capture for order %s failed: %s", order.id, exc)
         raise CheckoutError("PayPal did not complete the payment. Nothing was charged; please try again.") from None
     if event is None:
-        return "pending"
+        return "duplicate"  # PayPal says it is captured already: the other request or the webhook applies it
     if event.status == "PENDING":
         db.session.rollback()
         return "pending"
@@ -172,7 +169,7 @@ def _payment(provider, *ids):
 
 
 def _money(amount, currency):
-    return f"{amount if amount is not None else 'an unreadable amount'} {currency or '(no currency)'}"
+    return f"{amount if amount is not None else 'an unreadable amount'} {str(currency or '(no currency)')[:8]}"
 
 
 def _problem(event, order, renewal=False):
@@ -182,7 +179,7 @@ def _problem(event, order, renewal=False):
     if order.gateway != event.provider:
         return f"order #{order.id} was placed with {order.gateway}, not {event.provider}"
     if event.checkout_id and order.gateway_reference and event.checkout_id != order.gateway_reference:
-        return f"belongs to checkout {event.checkout_id[:64]!r}, not the one created for order #{order.id}"
+        return f"belongs to checkout {str(event.checkout_id)[:64]!r}, not the one created for order #{order.id}"
     if renewal and order.plan_kind == "pack":
         return f"order #{order.id} is a one-time pack, not a subscription"
     if order.status == "failed":

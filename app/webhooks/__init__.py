@@ -8,6 +8,7 @@ from flask import Blueprint, abort, jsonify, request
 
 from app.extensions import csrf
 from app.services import payments
+from app.services.payment_events import WebhookRejected
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def receive(name):
         event, outcome = payments.receive_webhook(name, request.get_data(), request.headers)
     except payments.UnknownGateway:
         abort(404)
-    except payments.WebhookRejected as exc:
+    except WebhookRejected as exc:
         log.warning("%s webhook rejected: %s", name, exc)
         return jsonify({"error": str(exc)}), 400
     if event is not None:
