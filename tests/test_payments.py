@@ -206,6 +206,21 @@ def test_stripe_checkout_not_matching_its_order_credits_nothing_and_needs_review
     assert last_order(app).status == "pending" and _count(app, CreditLedger) == 0
 
 
+def test_a_delayed_payment_is_credited_once_stripe_reports_the_money(app, client, shop, stripe_api):
+    login(client, shop["buyer"])
+    session_id = start_stripe(client, shop["pack"])
+    unpaid = stripe_api.complete(session_id, payment_status="unpaid")
+    assert send_stripe(client, unpaid).get_json()["status"] == "review"
+    assert _user(app, shop["user"]).balance == 0
+    paid = stripe_api.event("checkout.session.async_payment_succeeded", unpaid["data"]["object"] | {
+        "payment_status": "paid"})
+    assert send_stripe(client, paid).get_json()["status"] == "applied"
+    assert send_stripe(client, paid).get_json()["status"] == "duplicate"
+    payment, = _rows(app, Payment)
+    assert (payment.status, payment.review_reason, payment.credits) == ("succeeded", None, 50)
+    assert _user(app, shop["user"]).balance == 50
+
+
 def test_bad_or_missing_signature_is_400_and_changes_nothing(app, client, shop):
     body = json.dumps(StripeAPIServer.event("checkout.session.completed", {"id": "cs_1", "client_reference_id": "1"}))
     for header in (None, "t=1,v1=deadbeef", "garbage"):
@@ -501,6 +516,36 @@ def test_junk_paypal_webhooks_are_refused_before_any_call_to_paypal(app, client,
 def test_a_well_formed_paypal_webhook_costs_exactly_the_two_verification_calls(app, client, shop, paypal_api):
     send_paypal(client, _capture("424242", "5.00"))
     assert paypal_api.paths() == ["/v1/oauth2/token", "/v1/notifications/verify-webhook-signature"]
+
+
+# --- one payment path ---
+
+
+def _imports(path):
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):  # "from app.services import payments" → app.services.payments
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_site_reaches_gateways_only_through_the_payments_service():
+    from pathlib import Path
+
+    import app as package
+
+    root = Path(package.__file__).parent
+    for path in [*root.joinpath("site").glob("*.py"), *root.joinpath("webhooks").glob("*.py")]:
+        assert not {m for m in _imports(path) if m in ("stripe", "requests") or m.startswith("app.payments")}, path
+    # Gateways sit below the service: they know settings and the event type, never the service or the site.
+    for path in root.joinpath("payments").glob("*.py"):
+        ours = {m for m in _imports(path) if m.startswith("app.") and m != "app.services"}
+        allowed = ("app.payments", "app.services.settings", "app.services.payment_events")
+        assert all(m.startswith(allowed) for m in ours), (path, ours)
 
 
 # --- gateway hosts and the admin's view of it all ---

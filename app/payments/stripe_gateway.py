@@ -65,7 +65,8 @@ class StripeGateway(PaymentGateway):
         base = PaymentEvent(provider=self.key, event_id=event["id"], source_type=event["type"],
                             created=as_int(event.get("created")) or 0)
         kind = event["type"]
-        if kind == "checkout.session.completed":
+        # Delayed payment methods (bank debits) complete the session unpaid and report the money later.
+        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             base.kind, base.checkout_id = ORDER_PAID, obj.get("id")
             base.order_ref = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id")
             base.paid, base.status = obj.get("payment_status") == "paid", obj.get("payment_status")
