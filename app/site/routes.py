@@ -1,6 +1,4 @@
-"""Customer page routes: thin views over services.catalog, services.jobs and the payment gateways."""
-import logging
-
+"""Customer page routes: thin views over services.catalog, services.jobs and services.payments."""
 import sqlalchemy as sa
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -10,8 +8,6 @@ from app.models import CreditLedger, Job, Plan
 from app.services import catalog, cms, jobs, payments, storage
 from app.site import bp
 from app.site.forms import CancelForm, UploadForm
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 
