@@ -57,6 +57,10 @@ class Config:
     REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", 30))
     # Base of the exponential pause between provider retries (1×, 2×, 4×…, capped at 10×).
     RETRY_BACKOFF_SECONDS = float(os.environ.get("RETRY_BACKOFF_SECONDS", 1))
+    # Payment gateways' API hosts come from the environment only: the keys follow them, so no admin setting
+    # may move them. PayPal's default is its sandbox or live host, following the PayPal mode setting.
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or "https://api.stripe.com"
+    PAYPAL_API_BASE = os.environ.get("PAYPAL_API_BASE") or None
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -8,7 +8,7 @@ from app.extensions import db
 
 _counter = itertools.count(1)
 # Columns whose form offers fixed choices that a generic string would not match.
-CHOICES = {("providers", "key"): "local"}
+CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe"}
 
 
 def _value(column):

@@ -15,10 +15,11 @@ from tests.helpers import flashes, form_values, login, make_user, post
 from tests.factories import make_row
 
 ROLES = ("admin", "support", "viewer", "customer", "anonymous")
-# The promise for support: users (not their role), jobs and payments, plus the ledger it needs
-# to answer credit questions; nothing else. Viewer: read-only everywhere. Admin: all the view offers.
+# The promise for support: users (not their role), jobs and payments (and the orders they pay), plus
+# the ledger it needs to answer credit questions; nothing else. Viewer: read-only everywhere. Admin: all the
+# view offers.
 SUPPORT_MAY = {"users": {"list", "edit"}, "jobs": {"list", "action:retry", "action:cancel"},
-               "payments": {"list"}, "ledger": {"list"}}
+               "payments": {"list"}, "orders": {"list"}, "ledger": {"list"}}
 
 
 def model_views(app):

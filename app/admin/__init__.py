@@ -4,14 +4,14 @@ from flask_admin import Admin, expose
 from flask_admin.theme import Bootstrap4Theme
 
 from app.admin.base import ProtectedIndexView
-from app.admin.billing import CreditLedgerView, PaymentView, PlanView
+from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
 from app.admin.cms import PageView
 from app.admin.history import AuditLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, CreditLedger, Job, Page, Payment, Plan, Provider, User
+from app.models import AIFunction, AuditLog, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
 
 
 class DashboardView(ProtectedIndexView):
@@ -42,6 +42,7 @@ def init_app(app):
     admin.add_view(UserView(User, db, name="Users", category="People", endpoint="users"))
     admin.add_view(JobView(Job, db, name="Jobs", category="People", endpoint="jobs"))
     admin.add_view(PlanView(Plan, db, name="Plans", category="Billing", endpoint="plans"))
+    admin.add_view(OrderView(Order, db, name="Orders", category="Billing", endpoint="orders"))
     admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing", endpoint="payments"))
     admin.add_view(CreditLedgerView(CreditLedger, db, name="Credit ledger", category="Billing",
                                     endpoint="ledger"))

@@ -1,4 +1,5 @@
-"""Admin views for plans, payments and the credit ledger (read-only: it is append-only)."""
+"""Admin views for plans, orders and payments (read-only history, payments needing review among them) and the
+credit ledger (read-only: it is append-only)."""
 from flask import flash
 from flask_login import current_user
 from wtforms.validators import DataRequired
@@ -36,11 +37,15 @@ class PaymentView(RoleModelView):
     delete_roles = NOBODY
     export_roles = ADMIN
     column_list = ("id", "created_at", "user", "provider", "status", "amount", "credits", "refunded_credits",
-                   "plan_name", "external_id")
-    column_searchable_list = ("external_id", "user.email")
-    column_filters = ("provider", "status", "currency", "created_at", "user.email", "amount")
+                   "plan_name", "order_id", "external_id", "review_reason")
+    column_searchable_list = ("external_id", "user.email", "review_reason")
+    column_filters = ("provider", "status", "currency", "created_at", "user.email", "amount", "order_id",
+                      "review_reason")
     column_formatters = {"amount": lambda _v, _c, m, _n: m.amount_display}
-    column_labels = {"refunded_credits": "Credits taken back", "plan_name": "Plan"}
+    column_labels = {"refunded_credits": "Credits taken back", "plan_name": "Plan", "order_id": "Order",
+                     "review_reason": "Needs review because"}
+    column_descriptions = {"status": "review: money that matched no pending order of ours, or not its amount; "
+                                     "nothing was credited. Record a manual payment to credit it."}
     form_create_rules = ("user", "plan", "amount", "currency", "credits", "note")
     form_edit_rules = ("note",)
     form_columns = ("user", "plan", "amount", "currency", "credits", "note")
@@ -63,6 +68,18 @@ class PaymentView(RoleModelView):
             if not self.handle_view_exception(exc):
                 flash(f"Payment not recorded: {exc}", "error")
             return False
+
+
+class OrderView(ReadOnlyModelView):
+    """Orders are written by services.payments before the buyer goes to the gateway; staff read them."""
+
+    read_roles = STAFF
+    column_list = ("id", "created_at", "user", "plan_name", "gateway", "status", "amount", "credits",
+                   "gateway_reference", "paid_at", "error")
+    column_searchable_list = ("gateway_reference", "user.email")
+    column_filters = ("gateway", "status", "currency", "created_at", "paid_at", "user.email", "plan_name")
+    column_formatters = {"amount": lambda _v, _c, m, _n: m.amount_display}
+    column_labels = {"plan_name": "Plan", "gateway_reference": "Gateway reference", "error": "Gateway error"}
 
 
 class CreditLedgerView(ReadOnlyModelView):

@@ -1,6 +1,6 @@
 """All tables, imported here so Alembic and the admin see every model."""
 from app.models.audit import AuditLog
-from app.models.billing import CreditLedger, Payment, Plan, WebhookEvent
+from app.models.billing import CreditLedger, Order, Payment, Plan, WebhookEvent
 from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
 from app.models.jobs import Job, JobLog
@@ -8,6 +8,6 @@ from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Page", "Payment", "Plan",
+    "AIFunction", "AuditLog", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent",
 ]

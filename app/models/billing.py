@@ -14,7 +14,10 @@ from app.models.types import JSONType, utcnow
 PLAN_KIND_LABELS = {"pack": "One-time credit pack", "monthly": "Monthly subscription", "yearly": "Yearly subscription"}
 PLAN_KINDS = tuple(PLAN_KIND_LABELS)
 PAYMENT_PROVIDERS = ("stripe", "paypal", "manual")
-PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
+# "review": money arrived that matched no pending order of ours, or not its amount: recorded, nothing credited.
+PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded", "review")
+ORDER_GATEWAYS = ("stripe", "paypal")
+ORDER_STATUSES = ("pending", "paid", "failed")
 
 
 class Plan(db.Model):
@@ -53,7 +56,9 @@ class Payment(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    # Empty only for a payment under review that names no order of ours (so no known buyer).
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id", ondelete="SET NULL"), index=True)
     plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="SET NULL"), index=True)
     plan_name: Mapped[str | None] = mapped_column(sa.String(120))  # kept if the plan is deleted
     provider: Mapped[str] = mapped_column(sa.String(16), default="manual", index=True)
@@ -65,16 +70,54 @@ class Payment(db.Model):
     external_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     event_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     note: Mapped[str | None] = mapped_column(sa.Text)
+    review_reason: Mapped[str | None] = mapped_column(sa.String(500))  # why a payment needs review
     recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
 
     user = relationship("User", foreign_keys=[user_id], lazy="joined")
+    order = relationship("Order")
     plan = relationship("Plan", lazy="joined")
     recorded_by = relationship("User", foreign_keys=[recorded_by_id])
 
     @property
     def amount_display(self):
         return f"{self.amount / 100:,.2f} {self.currency}"
+
+
+class Order(db.Model):
+    """A purchase started on our site, written before the buyer goes to the gateway: what they may pay
+    (amount, currency) and get (credits). Gateway events credit only against it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.CheckConstraint(f"gateway IN {ORDER_GATEWAYS!r}", name="gateway_known"),
+        sa.CheckConstraint(f"status IN {ORDER_STATUSES!r}", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="SET NULL"), index=True)
+    plan_name: Mapped[str] = mapped_column(sa.String(120))  # the terms sold, kept if the plan changes or goes
+    plan_kind: Mapped[str] = mapped_column(sa.String(16), default="pack")
+    gateway: Mapped[str] = mapped_column(sa.String(16), index=True)
+    amount: Mapped[int]  # minor units
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    credits: Mapped[int]  # per purchase (pack) or per period (subscription)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    gateway_reference: Mapped[str | None] = mapped_column(sa.String(255), index=True)  # Stripe session, PayPal order
+    error: Mapped[str | None] = mapped_column(sa.String(500))  # why the gateway did not take the order
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+    paid_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    user = relationship("User", lazy="joined")
+    plan = relationship("Plan", lazy="joined")
+
+    @property
+    def amount_display(self):
+        return f"{self.amount / 100:,.2f} {self.currency}"
+
+    def __str__(self):
+        return f"Order #{self.id}"
 
 
 class CreditLedger(db.Model):

@@ -1,6 +1,6 @@
-"""Payment gateways as plugins: each turns its provider's webhooks into PaymentEvents (and Stripe also
-starts checkouts). Business rules live once in services.payments."""
+"""Payment gateways as plugins: each starts checkouts for our orders and turns its provider's webhooks into
+PaymentEvents. Business rules live once in services.payments, the only caller."""
 from app.payments import paypal, stripe_gateway  # noqa: F401  (each module registers itself)
-from app.payments.base import PaymentEvent, WebhookRejected, gateway
+from app.payments.base import gateway
 
-__all__ = ["PaymentEvent", "WebhookRejected", "gateway"]
+__all__ = ["gateway"]

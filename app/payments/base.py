@@ -1,50 +1,30 @@
-"""The payment-gateway contract: PaymentEvent (what happened, in our words), WebhookRejected, registry.
+"""The payment-gateway contract and registry: each gateway starts checkouts for our orders and turns its
+provider's webhooks into PaymentEvents (app/services/payment_events.py).
 
-Gateways read their credentials from encrypted settings on every call, never from code or env.
+Gateways read their credentials from encrypted settings on every call and their API hosts from the app config
+(environment only), never from code or editable settings.
 """
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
 _gateways = {}
-
-# What a gateway may report; services.payments applies each kind.
-PAYMENT_SUCCEEDED = "payment_succeeded"
-PAYMENT_FAILED = "payment_failed"
-REFUNDED = "refunded"
-SUBSCRIPTION_CHANGED = "subscription_changed"
-SUBSCRIPTION_ENDED = "subscription_ended"
-
-
-class WebhookRejected(Exception):
-    """A webhook that failed verification or cannot be read: answer 400 and change nothing."""
-
-
-@dataclass
-class PaymentEvent:
-    provider: str
-    event_id: str  # the provider's id of the event: the idempotency key
-    source_type: str  # the provider's event type, kept for the record
-    kind: str | None = None  # one of the constants above; None for events we only acknowledge
-    created: int = 0  # provider timestamp (s), orders subscription changes
-    external_id: str | None = None  # the payment's id at the provider (payment intent, invoice, capture)
-    related_ids: list = field(default_factory=list)  # other ids a refund may name the payment by
-    user_id: int | None = None
-    customer_id: str | None = None
-    plan_id: int | None = None
-    price_id: str | None = None
-    amount: int | None = None  # minor units
-    currency: str | None = None
-    subscription_id: str | None = None
-    status: str | None = None
-    period_end: int | None = None
 
 
 class PaymentGateway(ABC):
     key = ""
 
     @abstractmethod
+    def configured(self):
+        """Whether the owner entered what this gateway needs to take payments."""
+
+    @abstractmethod
+    def start(self, order, user, return_url, cancel_url):
+        """Create the gateway's checkout for a pending order: (checkout id, URL to send the buyer to).
+        Raises GatewayError."""
+
+    @abstractmethod
     def parse_webhook(self, body, headers):
-        """Verify the raw body and headers with the provider, and return a PaymentEvent."""
+        """Verify the raw body and headers with the provider and return a PaymentEvent, or None for an event
+        we do not handle (acknowledged, nothing recorded). Raises WebhookRejected."""
 
 
 def register(cls):
@@ -57,10 +37,3 @@ def gateway(key):
         return _gateways[key]()
     except KeyError:
         raise LookupError(f"No payment gateway {key!r}; known: {', '.join(sorted(_gateways))}.") from None
-
-
-def as_int(value):
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None

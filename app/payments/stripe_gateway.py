@@ -1,15 +1,20 @@
-"""Stripe: signed webhooks (stripe.Webhook.construct_event on the raw body), Checkout and the billing portal.
+"""Stripe: Checkout Sessions for our orders, signed webhooks (stripe.Webhook.construct_event on the raw body)
+and the billing portal.
 
-Keys come from settings (payments group): stripe_secret_key, stripe_webhook_secret, stripe_api_base.
+Keys come from settings (payments group): stripe_secret_key, stripe_webhook_secret; the API host from the app
+config STRIPE_API_BASE (environment only). Every object we create names our order in client_reference_id and
+metadata.order_id; events find the order through it.
 """
 import uuid
 
 import stripe
+from flask import current_app
 
-from app.payments.base import (PAYMENT_FAILED, PAYMENT_SUCCEEDED, REFUNDED, SUBSCRIPTION_CHANGED,
-                               SUBSCRIPTION_ENDED, PaymentEvent, PaymentGateway, WebhookRejected, as_int,
-                               register)
+from app.payments.base import PaymentGateway, register
 from app.services import settings
+from app.services.payment_events import (ORDER_PAID, PAYMENT_FAILED, PAYMENT_SUCCEEDED, REFUNDED,
+                                         SUBSCRIPTION_CHANGED, SUBSCRIPTION_ENDED, GatewayError, PaymentEvent,
+                                         WebhookRejected, as_int, from_minor)
 
 ENDED = {"canceled", "incomplete_expired", "unpaid"}
 
@@ -17,16 +22,8 @@ ENDED = {"canceled", "incomplete_expired", "unpaid"}
 def _client():
     key = settings.get("payments.stripe_secret_key")
     if not key:
-        raise RuntimeError("Stripe is not configured: set the Stripe secret key in Settings → Payments.")
-    return stripe.StripeClient(key, base_addresses={"api": settings.get("payments.stripe_api_base")})
-
-
-def _first_price(obj):
-    """The price id of an invoice's or subscription's first line (shapes differ across API versions)."""
-    lines = (obj.get("lines") or obj.get("items") or {}).get("data") or [{}]
-    line = lines[0]
-    price = line.get("price") or ((line.get("pricing") or {}).get("price_details") or {}).get("price")
-    return price.get("id") if isinstance(price, dict) else price
+        raise GatewayError("Stripe is not configured: set the Stripe secret key in Settings → Payments.")
+    return stripe.StripeClient(key, base_addresses={"api": current_app.config["STRIPE_API_BASE"]})
 
 
 def _period_end(subscription):
@@ -34,9 +31,26 @@ def _period_end(subscription):
     return subscription.get("current_period_end") or items[0].get("current_period_end")
 
 
+def _invoice_order(invoice):
+    """Our order id on an invoice: its subscription's metadata (where it sits differs across API versions)."""
+    for details in (invoice.get("subscription_details"),
+                    (invoice.get("parent") or {}).get("subscription_details")):
+        ref = ((details or {}).get("metadata") or {}).get("order_id")
+        if ref:
+            return ref
+    return (invoice.get("metadata") or {}).get("order_id")
+
+
+def _currency(obj):
+    return (obj.get("currency") or "").upper() or None
+
+
 @register
 class StripeGateway(PaymentGateway):
     key = "stripe"
+
+    def configured(self):
+        return bool(settings.get("payments.stripe_secret_key"))
 
     def parse_webhook(self, body, headers):
         secret = settings.get("payments.stripe_webhook_secret")
@@ -49,40 +63,41 @@ class StripeGateway(PaymentGateway):
         event = verified.to_dict()  # plain dicts all the way down: shapes differ across API versions
         obj = event["data"]["object"]
         base = PaymentEvent(provider=self.key, event_id=event["id"], source_type=event["type"],
-                            created=as_int(event.get("created")) or 0, customer_id=obj.get("customer"))
-        meta = obj.get("metadata") or {}
-        base.user_id, base.plan_id = as_int(meta.get("user_id")), as_int(meta.get("plan_id"))
+                            created=as_int(event.get("created")) or 0)
         kind = event["type"]
-        if kind == "checkout.session.completed":
-            if obj.get("mode") == "subscription":
-                base.kind, base.subscription_id, base.status = SUBSCRIPTION_CHANGED, obj.get("subscription"), "active"
-            elif obj.get("payment_status") == "paid":
-                base.kind, base.external_id = PAYMENT_SUCCEEDED, obj.get("payment_intent") or obj.get("id")
-                base.amount, base.currency = obj.get("amount_total"), obj.get("currency")
+        # Delayed payment methods (bank debits) complete the session unpaid and report the money later.
+        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            base.kind, base.checkout_id = ORDER_PAID, obj.get("id")
+            base.order_ref = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id")
+            base.paid, base.status = obj.get("payment_status") == "paid", obj.get("payment_status")
+            base.amount, base.currency = from_minor(as_int(obj.get("amount_total"))), _currency(obj)
+            base.subscription_id = obj.get("subscription")
+            base.external_id = obj.get("payment_intent") or obj.get("id")
         elif kind in ("invoice.payment_succeeded", "invoice.paid", "invoice.payment_failed"):
-            sub_meta = ((obj.get("subscription_details") or {}).get("metadata")) or {}
-            base.user_id = base.user_id or as_int(sub_meta.get("user_id"))
-            base.plan_id = base.plan_id or as_int(sub_meta.get("plan_id"))
-            base.kind = PAYMENT_FAILED if kind == "invoice.payment_failed" else PAYMENT_SUCCEEDED
-            base.external_id, base.price_id = obj.get("id"), _first_price(obj)
-            base.amount = obj.get("amount_due" if base.kind == PAYMENT_FAILED else "amount_paid")
-            base.currency, base.subscription_id = obj.get("currency"), obj.get("subscription")
+            failed = kind == "invoice.payment_failed"
+            base.kind = PAYMENT_FAILED if failed else PAYMENT_SUCCEEDED
+            base.order_ref, base.external_id = _invoice_order(obj), obj.get("id")
+            base.amount = from_minor(as_int(obj.get("amount_due" if failed else "amount_paid")))
+            base.currency, base.subscription_id = _currency(obj), obj.get("subscription")
+            base.paid, base.status = not failed, obj.get("status")
             base.related_ids = [obj.get("payment_intent"), obj.get("charge")]
         elif kind in ("customer.subscription.updated", "customer.subscription.created"):
             base.kind, base.subscription_id, base.status = SUBSCRIPTION_CHANGED, obj.get("id"), obj.get("status")
-            base.price_id, base.period_end = _first_price(obj), as_int(_period_end(obj))
+            base.order_ref = (obj.get("metadata") or {}).get("order_id")
+            base.period_end = as_int(_period_end(obj))
             if base.status in ENDED:
                 base.kind = SUBSCRIPTION_ENDED
         elif kind == "customer.subscription.deleted":
             base.kind, base.subscription_id, base.status = SUBSCRIPTION_ENDED, obj.get("id"), "canceled"
+            base.order_ref = (obj.get("metadata") or {}).get("order_id")
         elif kind == "charge.refunded":
             base.kind, base.external_id = REFUNDED, obj.get("payment_intent") or obj.get("id")
             base.related_ids = [obj.get("invoice"), obj.get("id")]
-            base.amount, base.currency = obj.get("amount_refunded"), obj.get("currency")
+            base.amount, base.currency = from_minor(as_int(obj.get("amount_refunded"))), _currency(obj)
         return base
 
     def ensure_customer(self, user):
-        """The user's Stripe customer id, created once: every later event names the user through it."""
+        """The user's Stripe customer id, created once, so the billing portal finds their subscriptions."""
         if not user.stripe_customer_id:
             customer = _client().v1.customers.create(
                 params={"email": user.email, "metadata": {"user_id": str(user.id)}},
@@ -90,27 +105,34 @@ class StripeGateway(PaymentGateway):
             user.stripe_customer_id = customer.id
         return user.stripe_customer_id
 
-    def checkout_url(self, user, plan, success_url, cancel_url):
-        subscription = plan.kind != "pack"
-        metadata = {"user_id": str(user.id), "plan_id": str(plan.id)}
+    def start(self, order, user, return_url, cancel_url):
+        subscription = order.plan_kind != "pack"
+        metadata = {"order_id": str(order.id)}
         params = {
             "mode": "subscription" if subscription else "payment",
-            "customer": self.ensure_customer(user),
-            "client_reference_id": str(user.id),
-            "line_items": [{"price": plan.stripe_price_id, "quantity": 1}],
+            "client_reference_id": str(order.id),
+            "line_items": [{"price": order.plan.stripe_price_id, "quantity": 1}],
             "metadata": metadata,
-            "success_url": success_url,
+            "success_url": return_url,
             "cancel_url": cancel_url,
         }
+        # Renewal invoices and refunds name the order through the subscription's or payment's metadata.
         if subscription:
             params["subscription_data"] = {"metadata": metadata}
         else:
             params["payment_intent_data"] = {"metadata": metadata}
-        session = _client().v1.checkout.sessions.create(params=params,
-                                                         options={"idempotency_key": str(uuid.uuid4())})
-        return session.url
+        try:
+            params["customer"] = self.ensure_customer(user)
+            session = _client().v1.checkout.sessions.create(params=params,
+                                                             options={"idempotency_key": str(uuid.uuid4())})
+        except stripe.StripeError as exc:
+            raise GatewayError(f"Stripe refused the checkout: {exc.__class__.__name__}: {exc.user_message}") from None
+        return session.id, session.url
 
     def portal_url(self, user, return_url):
-        session = _client().v1.billing_portal.sessions.create(
-            params={"customer": self.ensure_customer(user), "return_url": return_url})
+        try:
+            session = _client().v1.billing_portal.sessions.create(
+                params={"customer": self.ensure_customer(user), "return_url": return_url})
+        except stripe.StripeError as exc:
+            raise GatewayError(f"Stripe refused the portal: {exc.__class__.__name__}: {exc.user_message}") from None
         return session.url

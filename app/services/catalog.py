@@ -26,10 +26,16 @@ def visible_function(key):
     return db.session.scalars(_visible().where(AIFunction.key == key)).first()
 
 
-def public_plans():
-    return db.session.scalars(
-        sa.select(Plan).where(Plan.hidden.is_(False)).order_by(Plan.sort_order, Plan.price)
-    ).all()
+def plan_offered(user, plan):
+    """Public plans are for everyone; a hidden (B2B) plan only for a user an admin assigned it to."""
+    return plan is not None and (not plan.hidden or (user is not None and user.plan_id == plan.id))
+
+
+def plans_for(user):
+    """The plans a visitor (None when anonymous) may see and buy: the public ones, plus a hidden plan an
+    admin assigned to them."""
+    offered = Plan.hidden.is_(False) if user is None else sa.or_(Plan.hidden.is_(False), Plan.id == user.plan_id)
+    return db.session.scalars(sa.select(Plan).where(offered).order_by(Plan.sort_order, Plan.price)).all()
 
 
 SECRET_INPUTS = "the secret inputs below"

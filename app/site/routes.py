@@ -1,19 +1,13 @@
-"""Customer page routes: thin views over services.catalog, services.jobs and the payment gateways."""
-import logging
-
+"""Customer page routes: thin views over services.catalog, services.jobs and services.payments."""
 import sqlalchemy as sa
-import stripe
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app.extensions import db
-from app.models import CreditLedger, Job
-from app.services import catalog, cms, jobs, storage
+from app.models import CreditLedger, Job, Plan
+from app.services import catalog, cms, jobs, payments, storage
 from app.site import bp
-from app.payments import gateway
 from app.site.forms import CancelForm, UploadForm
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 
@@ -115,26 +109,48 @@ def job_file(job_id, which):
 
 @bp.route("/pricing")
 def pricing():
-    return render_template("site/pricing.html", plans=catalog.public_plans(), form=CancelForm())
+    plans = catalog.plans_for(current_user if current_user.is_authenticated else None)
+    offers = {plan.id: payments.checkout_options(plan) for plan in plans}
+    return render_template("site/pricing.html", plans=plans, offers=offers, form=CancelForm())
 
 
 @bp.route("/checkout/<int:plan_id>", methods=["POST"])
 @login_required
 def checkout(plan_id):
-    """Send the customer to Stripe Checkout for a public plan (hidden B2B plans are assigned, not sold)."""
-    plan = next((p for p in catalog.public_plans() if p.id == plan_id), None)
-    if plan is None or not plan.stripe_price_id:
-        abort(404)
+    """Start paying for a plan: services.payments writes the order, then sends the customer to the gateway."""
     try:
-        url = gateway("stripe").checkout_url(current_user, plan, url_for("site.account", paid=1, _external=True),
-                                            url_for("site.pricing", _external=True))
-    except (RuntimeError, stripe.StripeError) as exc:
-        db.session.rollback()
-        log.warning("checkout for plan %s failed: %s", plan_id, exc)
-        flash("Payments are unavailable right now. Please try again in a few minutes.", "error")
+        url = payments.start_checkout(current_user, db.session.get(Plan, plan_id),
+                                      request.form.get("gateway", "stripe"))
+    except payments.NotForSale:
+        abort(404)
+    except payments.CheckoutError as exc:
+        flash(str(exc), "error")
         return redirect(url_for("site.pricing"))
-    db.session.commit()  # keeps the Stripe customer id created for this user
     return redirect(url, code=303)
+
+
+RETURN_MESSAGES = {
+    "applied": ("Thank you! Your payment is complete and the credits are in your balance.", "info"),
+    "duplicate": ("Thank you! Your payment is being confirmed; credits appear here within a minute.", "info"),
+    "pending": ("Thank you! PayPal is still confirming your payment; credits appear here once it has.", "info"),
+    "review": ("We received your payment but need to check it before adding credits. Our support team will "
+               "be in touch.", "error"),
+}
+
+
+@bp.route("/checkout/paypal/<int:order_id>")
+@login_required
+def paypal_return(order_id):
+    """PayPal sends the buyer back here (?token=<PayPal order id>) once they approved: capture it now."""
+    try:
+        outcome = payments.finish_paypal_return(current_user, order_id, request.args.get("token", ""))
+    except payments.NotForSale:
+        abort(404)
+    except payments.CheckoutError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("site.pricing"))
+    flash(*RETURN_MESSAGES.get(outcome, RETURN_MESSAGES["duplicate"]))
+    return redirect(url_for("site.account"))
 
 
 @bp.route("/account/billing", methods=["POST"])
@@ -142,13 +158,10 @@ def checkout(plan_id):
 def billing_portal():
     """Stripe's customer portal: cards, invoices, cancelling a subscription."""
     try:
-        url = gateway("stripe").portal_url(current_user, url_for("site.account", _external=True))
-    except (RuntimeError, stripe.StripeError) as exc:
-        db.session.rollback()
-        log.warning("billing portal for user %s failed: %s", current_user.id, exc)
-        flash("The billing portal is unavailable right now. Please try again later.", "error")
+        url = payments.billing_portal_url(current_user, url_for("site.account", _external=True))
+    except payments.CheckoutError as exc:
+        flash(str(exc), "error")
         return redirect(url_for("site.account"))
-    db.session.commit()
     return redirect(url, code=303)
 
 

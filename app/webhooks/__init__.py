@@ -7,8 +7,8 @@ import logging
 from flask import Blueprint, abort, jsonify, request
 
 from app.extensions import csrf
-from app.payments import WebhookRejected, gateway
 from app.services import payments
+from app.services.payment_events import WebhookRejected
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
@@ -18,16 +18,14 @@ log = logging.getLogger(__name__)
 @csrf.exempt
 def receive(name):
     try:
-        source = gateway(name)
-    except LookupError:
+        event, outcome = payments.receive_webhook(name, request.get_data(), request.headers)
+    except payments.UnknownGateway:
         abort(404)
-    try:
-        event = source.parse_webhook(request.get_data(), request.headers)
     except WebhookRejected as exc:
         log.warning("%s webhook rejected: %s", name, exc)
         return jsonify({"error": str(exc)}), 400
-    outcome = payments.apply(event)
-    log.info("%s event %s (%s): %s", name, event.event_id, event.source_type, outcome)
+    if event is not None:
+        log.info("%s event %s (%s): %s", name, event.event_id, event.source_type, outcome)
     return jsonify({"status": outcome})
 
 
