@@ -1,7 +1,7 @@
 """orders, and payments under review
 
 Revision ID: a10ord000001
-Revises: bf8cfe004313
+Revises: a10out000001
 Create Date: 2026-12-02 01:10:00.000000
 
 """
