@@ -2,6 +2,7 @@
 
 Tests talk to real PostgreSQL (and Redis where jobs run); nothing is faked in our own code path.
 """
+import atexit
 import ipaddress
 import os
 import socket
@@ -57,25 +58,64 @@ TEST_DB_NAME = f"neurapix_test_{uuid.uuid4().hex[:10]}"
 os.environ["TEST_DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB_NAME
 REDIS_BASE_URL = os.environ.get("TEST_REDIS_BASE_URL", "redis://127.0.0.1:6379")
 REDIS_CLAIM_KEY = "neurapix-test-run"
+REDIS_CLAIM = f"{os.getpid()}:{TEST_DB_NAME}"  # who holds the db: this process, on this machine
+REDIS_CLAIM_SECONDS = 3 * 3600
+
+
+def _holder_alive(claim):
+    pid = claim.split(b":", 1)[0]
+    if not pid.isdigit():  # a claim in no format we write: nobody we can check is holding it
+        return False
+    pid = int(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def _claim_redis_db():
-    """Take a Redis db no other test run on this machine holds (a claim key with a TTL marks it)."""
+    """Take a Redis db no other live test run on this machine holds: a claim key names the holding process,
+    and a claim whose process has died (a run killed before its teardown) is taken over."""
     for number in range(1, 16):
         url = f"{REDIS_BASE_URL}/{number}"
-        if redis.Redis.from_url(url).set(REDIS_CLAIM_KEY, TEST_DB_NAME, nx=True, ex=4 * 3600):
-            return url
-    raise RuntimeError("every Redis db 1-15 is claimed by another test run")
+        conn = redis.Redis.from_url(url)
+        with conn.pipeline() as pipe:
+            try:
+                pipe.watch(REDIS_CLAIM_KEY)
+                holder = pipe.get(REDIS_CLAIM_KEY)
+                if holder and _holder_alive(holder):
+                    continue
+                pipe.multi()
+                pipe.flushdb()
+                pipe.set(REDIS_CLAIM_KEY, REDIS_CLAIM, ex=REDIS_CLAIM_SECONDS)
+                pipe.execute()
+                return url
+            except redis.WatchError:  # another run took it between our read and write
+                continue
+    raise RuntimeError("every Redis db 1-15 is claimed by a running test run")
+
+
+def _release_redis_db():
+    conn = redis.Redis.from_url(os.environ["REDIS_URL"])
+    if conn.get(REDIS_CLAIM_KEY) == REDIS_CLAIM.encode():
+        conn.flushdb()
 
 
 def flush_redis():
     """Empty this run's Redis db, keeping its claim so no other run takes it meanwhile."""
     conn = redis.Redis.from_url(os.environ["REDIS_URL"])
     conn.flushdb()
-    conn.set(REDIS_CLAIM_KEY, TEST_DB_NAME, ex=4 * 3600)
+    conn.set(REDIS_CLAIM_KEY, REDIS_CLAIM, ex=REDIS_CLAIM_SECONDS)
 
 
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or _claim_redis_db()
+if not os.environ.get("TEST_REDIS_URL"):
+    os.environ["REDIS_URL"] = _claim_redis_db()
+    atexit.register(_release_redis_db)  # also for runs that never set up the database fixture
+else:
+    os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
 os.environ["ENCRYPTION_KEY"] = Fernet.generate_key().decode()
 os.environ["STORAGE_DIR"] = tempfile.mkdtemp(prefix="neurapix-storage-")
 os.environ["RETRY_BACKOFF_SECONDS"] = "0.01"
@@ -87,7 +127,6 @@ def database_url():
     url = create_database(TEST_DB_NAME)
     yield url
     drop_database(TEST_DB_NAME)
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     shutil.rmtree(os.environ["STORAGE_DIR"], ignore_errors=True)
 
 
