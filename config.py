@@ -58,6 +58,13 @@ class Config:
     # Base of the exponential pause between provider retries (1×, 2×, 4×…, capped at 10×).
     RETRY_BACKOFF_SECONDS = float(os.environ.get("RETRY_BACKOFF_SECONDS", 1))
 
+    # Login throttling (Flask-Limiter): per client IP on the login and sign-up forms, and failed attempts per
+    # account before it is locked (until the window passes or an admin lifts the lockout).
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    RATELIMIT_HEADERS_ENABLED = False
+    LOGIN_IP_LIMIT = os.environ.get("LOGIN_IP_LIMIT", "30 per minute")
+    LOGIN_ACCOUNT_LIMIT = os.environ.get("LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes")
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

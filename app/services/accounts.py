@@ -1,14 +1,44 @@
-"""Accounts: creating users and checking logins, shared by the site, the CLI and the admin."""
+"""Accounts: creating users, checking logins, and every change staff make to a user, shared by the site,
+the CLI and the admin. Each change asks services.permissions first, audits, and commits."""
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 
 from app.extensions import db
 from app.models import Job, User
 from app.models.types import utcnow
-from app.services import audit, jobs
+from app.services import audit, credits, jobs, passwords, permissions, settings, throttle
 
 
 class AccountError(ValueError):
     """A message safe to show the person who asked."""
+
+
+class Refused(AccountError):
+    """The actor may not do this to that user (services.permissions said no)."""
+
+
+LOGIN_REFUSED = "Wrong email or password."
+LOCKED = ("Too many failed attempts for this account. Wait 15 minutes and try again, or ask support to lift "
+          "the lockout.")
+
+
+def normalise_email(raw):
+    """The one email check for every form and the CLI: a deliverable-looking address, lower-cased.
+
+    Special-use domains (.local, .localhost, .test, .invalid…) are refused everywhere alike, so an address
+    that can be saved can also log in.
+    """
+    try:
+        checked = validate_email((raw or "").strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AccountError(f"Invalid email address: {exc}") from None
+    return checked.normalized.lower()
+
+
+def check_password_policy(password, email=None):
+    problem = passwords.policy_error(password, email)
+    if problem:
+        raise AccountError(problem)
 
 
 def find_by_email(email):
@@ -16,34 +46,132 @@ def find_by_email(email):
 
 
 def create_user(email, password, role="customer"):
+    """A new account (the caller commits). Email and password policies apply."""
+    email = normalise_email(email)
+    check_password_policy(password, email)
+    user = User(email=email, role=role)
+    # Hashed before the lookup: a taken address costs sign-up the same work as a new one.
+    user.set_password(password)
     if find_by_email(email):
         raise AccountError("An account with this email already exists.")
-    user = User(email=email, role=role)
-    user.set_password(password)
     db.session.add(user)
     db.session.flush()
     return user
 
 
-def authenticate(email, password):
-    """The user for these credentials, or AccountError saying why not."""
-    user = find_by_email(email)
-    if user is None or not user.check_password(password):
-        raise AccountError("Wrong email or password.")
-    if user.is_banned:
-        raise AccountError("This account is suspended. Contact support if you think this is a mistake.")
-    user.last_login_at = utcnow()
+def sign_up(email, password):
+    """Customer sign-up. Returns the new user, or None when the address is taken: the page then answers
+    exactly as for a new account ("check your email"), so sign-up never tells who has an account."""
+    try:
+        user = create_user(email, password)
+    except AccountError:
+        if find_by_email(email) is None:
+            raise
+        db.session.rollback()
+        return None
+    db.session.commit()
     return user
 
 
+def logout(user):
+    """Logging out ends every session and remember-me cookie of the account, not only this browser's."""
+    user.session_version = (user.session_version or 0) + 1
+    db.session.commit()
+
+
+def authenticate(email, password):
+    """The user for these credentials, or AccountError saying why not.
+
+    Exactly one password hash check happens whatever the email (a dummy hash when no account has it), and
+    unknown emails lock like real ones, so neither timing nor answers reveal who has an account.
+    """
+    user = find_by_email(email)
+    locked = throttle.is_locked(email)
+    matched = passwords.verify(user.password_hash if user else None, password)
+    if locked:
+        raise AccountError(LOCKED)
+    if not matched:
+        # No actor: nobody is signed in; the row names the account the attempt was for.
+        attempt = {"email": (email or "")[:254]}
+        audit.record("login_failed", "User", user.id if user else None, new=attempt)
+        if throttle.record_failure(email):
+            audit.record("lockout", "User", user.id if user else None, new=attempt)
+        db.session.commit()
+        raise AccountError(LOGIN_REFUSED)
+    if user.is_banned:
+        raise AccountError("This account is suspended. Contact support if you think this is a mistake.")
+    return user
+
+
+def record_login(user):
+    """The password (and any second factor) passed: reset the failure count, audit, commit."""
+    throttle.clear(user.email)
+    user.last_login_at = utcnow()
+    audit.record("login", "User", user.id, actor=user)
+    db.session.commit()
+
+
+def revoke_sessions(user, actor, cause):
+    """End every session and remember-me cookie of `user` (the caller commits): any new version does it."""
+    user.session_version = (user.session_version or 0) + 1
+    audit.record("revoke_sessions", "User", user.id, new={"cause": cause}, actor=actor)
+
+
+def _check(actor, user, action):
+    try:
+        permissions.check_user_action(actor, user, action)
+    except permissions.Refused as exc:
+        raise Refused(str(exc)) from None
+
+
+def sign_out_everywhere(user, actor):
+    """The person themselves, or staff allowed to act on them."""
+    if actor.id != user.id:
+        _check(actor, user, "revoke_sessions")
+    revoke_sessions(user, actor, "sign out everywhere")
+    db.session.commit()
+
+
+def change_own_password(user, current, new):
+    if not passwords.verify(user.password_hash, current):
+        raise AccountError("The current password is wrong.")
+    check_password_policy(new, user.email)
+    user.set_password(new)
+    revoke_sessions(user, user, "password change")
+    db.session.commit()
+
+
+def adjust_credits(actor, user, amount, reason):
+    """A staff credit correction: within the cap, with a reason; one ledger and one audit row. New balance."""
+    _check(actor, user, "credits")
+    try:
+        amount = int(str(amount).strip())
+    except ValueError:
+        raise AccountError("Enter a whole number of credits, such as 50 or -20.") from None
+    cap = settings.get("security.credit_adjust_max")
+    if abs(amount) > cap:
+        raise AccountError(f"A single adjustment is limited to {cap} credits either way.")
+    before = user.balance
+    try:
+        balance = credits.adjust(user.id, amount, reason=reason, actor_id=actor.id)
+    except ValueError as exc:
+        db.session.rollback()
+        raise AccountError(str(exc)) from None
+    audit.record("credits", "User", user.id, old={"balance": before}, new={"balance": balance}, actor=actor)
+    db.session.commit()
+    return balance
+
+
 def ban(user, reason, actor):
-    """Suspend an account: its sessions end at their next request, it cannot log in or submit, and its
-    unfinished jobs are cancelled and refunded."""
+    """Suspend an account: its sessions end at once, it cannot log in or submit, and its unfinished jobs are
+    cancelled and refunded. Returns how many jobs were cancelled."""
+    _check(actor, user, "ban")
     reason = (reason or "").strip()
     if not reason:
         raise AccountError("Give a reason for the ban; it is kept with the account.")
     user.is_banned, user.ban_reason = True, reason
     audit.record("ban", "User", user.id, new={"is_banned": True, "ban_reason": reason}, actor=actor)
+    revoke_sessions(user, actor, "ban")
     db.session.commit()
     active = db.session.scalars(sa.select(Job.id).where(Job.user_id == user.id, Job.status.in_(jobs.ACTIVE))).all()
     for job_id in active:
@@ -52,6 +180,47 @@ def ban(user, reason, actor):
 
 
 def unban(user, actor):
+    _check(actor, user, "unban")
     audit.record("unban", "User", user.id, old={"is_banned": True, "ban_reason": user.ban_reason}, actor=actor)
     user.is_banned, user.ban_reason = False, None
     db.session.commit()
+
+
+def unlock(user, actor):
+    """Lift a login lockout before its window passes."""
+    _check(actor, user, "unlock")
+    was_locked = throttle.is_locked(user.email)
+    throttle.clear(user.email)
+    audit.record("unlock", "User", user.id, old={"locked": was_locked}, new={"locked": False}, actor=actor)
+    db.session.commit()
+
+
+def reset_two_factor(user, actor):
+    from app.services import two_factor
+
+    _check(actor, user, "reset_2fa")
+    two_factor.remove(user, actor, "2fa_reset")
+
+
+def staff_edit(actor, user, old_role, is_created, new_password=None):
+    """Rules for the admin's user form, inside its transaction: who may edit whom, the password policy,
+    the last admin, and sessions ending when the password or role changed. Raises AccountError."""
+    if is_created:
+        if actor.role != "admin":
+            raise Refused("Only an admin can create accounts.")
+        if not new_password:
+            raise AccountError("A new user needs a password.")
+    else:
+        _check(actor, user, "edit")
+    user.email = normalise_email(user.email)
+    if new_password:
+        if not is_created:
+            _check(actor, user, "set_password")
+        check_password_policy(new_password, user.email)
+        user.set_password(new_password)
+    if not is_created and user.role != old_role:
+        # The check sees the account as it was: demoting the last admin is refused.
+        was = User(id=user.id, role=old_role, is_banned=user.is_banned)
+        _check(actor, was, "change_role")
+    if not is_created and (new_password or user.role != old_role):
+        revoke_sessions(user, actor, "password change" if new_password else "role change")

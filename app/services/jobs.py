@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import AIFunction, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import CancelledByUser, ProviderError, ProviderInput, fetch_output
-from app.services import catalog, credits, queue, storage
+from app.services import audit, catalog, credits, queue, storage
 from app.services.crypto import decrypt_json
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,10 @@ def _refund(job_id):
     job.refunded = True
 
 
-def _finish(job_id, condition, message, status="failed"):
-    """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved."""
+def _finish(job_id, condition, message, status="failed", also=None):
+    """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved.
+
+    `also` runs only when the job moved, in the same transaction (the audit row of a staff cancel)."""
     moved = db.session.execute(
         sa.update(Job).where(condition).values(status=status, error=message, finished_at=_now(),
                                                lease_expires_at=None).returning(Job.id)
@@ -249,6 +251,8 @@ def _finish(job_id, condition, message, status="failed"):
     if moved:
         add_log(job_id, message, level="error" if status == "failed" else "info")
         _refund(job_id)
+        if also is not None:
+            also()
     db.session.commit()
     return bool(moved)
 
@@ -385,9 +389,18 @@ def _finish_done(job_id, mine, result, provider_key, attempt, started):
 
 
 def cancel(job_id, actor=None):
-    """Cancel a queued job at once (refunded) or ask the running provider to stop. Returns a message."""
+    """Cancel a queued job at once (refunded) or ask the running provider to stop. Returns a message.
+
+    The caller has checked services.permissions.may_cancel_job. A cancel by staff is audited, and only when
+    it actually cancelled something (a finished job is left alone and leaves no row)."""
     who = f" by {actor.email}" if actor is not None else ""
-    if _finish(job_id, _queued(job_id), f"Cancelled{who}; the credits were refunded.", status="cancelled"):
+
+    def audit_cancel(outcome):
+        if actor is not None and actor.is_staff:
+            audit.record("cancel", "Job", job_id, new={"outcome": outcome}, actor=actor)
+
+    if _finish(job_id, _queued(job_id), f"Cancelled{who}; the credits were refunded.", status="cancelled",
+               also=lambda: audit_cancel("cancelled")):
         return "Cancelled and refunded."
     flagged = db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.status == "processing").values(cancel_requested=True)
@@ -395,6 +408,7 @@ def cancel(job_id, actor=None):
     ).scalar()
     if flagged:
         add_log(job_id, f"Cancel requested{who}")
+        audit_cancel("cancel requested")
         db.session.commit()
         return "Cancel requested; the provider is being stopped."
     db.session.rollback()

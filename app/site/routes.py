@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job
-from app.services import catalog, cms, jobs, storage
+from app.services import catalog, cms, jobs, permissions, storage
 from app.site import bp
 from app.payments import gateway
 from app.site.forms import CancelForm, UploadForm
@@ -79,7 +79,8 @@ def job_json(job_id):
 @bp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
 @login_required
 def job_cancel(job_id):
-    _own_job(job_id)
+    if not permissions.may_cancel_job(current_user, _own_job(job_id)):
+        abort(403)
     flash(jobs.cancel(job_id, actor=current_user), "info")
     return redirect(url_for("site.job", job_id=job_id))
 
