@@ -26,8 +26,12 @@ def upgrade():
 
 
 def downgrade():
+    # SQLite drops columns by rebuilding the table, and cannot carry the expression index over: drop it
+    # first and rebuild it after (the same statements are valid on PostgreSQL).
+    op.drop_index('uq_users_email_lower', table_name='users')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('recovery_codes')
         batch_op.drop_column('totp_last_step')
         batch_op.drop_column('totp_secret')
         batch_op.drop_column('session_version')
+    op.create_index('uq_users_email_lower', 'users', [sa.text('lower(email)')], unique=True)
