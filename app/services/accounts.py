@@ -211,16 +211,17 @@ def staff_edit(actor, user, old_role, is_created, new_password=None):
         if not new_password:
             raise AccountError("A new user needs a password.")
     else:
-        _check(actor, user, "edit")
+        # Judge the account as it was before the form changed it (and the actor too, when editing itself).
+        was = User(id=user.id, role=old_role, is_banned=user.is_banned)
+        judge = was if actor.id == user.id else actor
+        _check(judge, was, "edit")
+        if new_password:
+            _check(judge, was, "set_password")
+        if user.role != old_role:
+            _check(judge, was, "change_role")
     user.email = normalise_email(user.email)
     if new_password:
-        if not is_created:
-            _check(actor, user, "set_password")
         check_password_policy(new_password, user.email)
         user.set_password(new_password)
-    if not is_created and user.role != old_role:
-        # The check sees the account as it was: demoting the last admin is refused.
-        was = User(id=user.id, role=old_role, is_banned=user.is_banned)
-        _check(actor, was, "change_role")
     if not is_created and (new_password or user.role != old_role):
         revoke_sessions(user, actor, "password change" if new_password else "role change")
