@@ -107,15 +107,16 @@ def verify(user, code):
                 return "totp"
             raise CodeError("This code was already used. Wait for the next one.")
         raise CodeError("That code is not valid. Enter the current 6-digit code from your app, or a recovery code.")
-    row = db.session.scalars(sa.select(User).where(User.id == user.id).with_for_update()).one()
-    remaining = list(row.recovery_codes or [])
+    # The row lock makes two logins racing with the same recovery code spend it once.
+    stored = db.session.execute(sa.select(User.recovery_codes).where(User.id == user.id).with_for_update()).scalar()
+    remaining = list(stored or [])
     digest = _hash_code(code)
     if digest not in remaining:
         db.session.rollback()
         raise CodeError("That code is not valid. Enter the current 6-digit code from your app, or a recovery code.")
     remaining.remove(digest)
-    row.recovery_codes = remaining
-    audit.record("2fa_recovery_code_used", "User", user.id, new={"recovery_codes_left": len(remaining)}, actor=row)
+    db.session.execute(sa.update(User).where(User.id == user.id).values(recovery_codes=remaining))
+    audit.record("2fa_recovery_code_used", "User", user.id, new={"recovery_codes_left": len(remaining)}, actor=user)
     db.session.commit()
     return "recovery"
 
