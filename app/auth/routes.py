@@ -11,7 +11,7 @@ from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, Password
                             SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
-from app.services import accounts, audit, passwords, sessions, throttle, two_factor
+from app.services import accounts, sessions, two_factor
 
 # Between the password and the second factor: who passed the password, and until when that counts.
 PENDING = "neurapix_2fa_pending"
@@ -90,20 +90,10 @@ def second_factor():
         return redirect(url_for("auth.login"))
     form = TwoFactorForm()
     if form.validate_on_submit():
-        error = None
-        if throttle.is_locked(user.email):
-            error = accounts.LOCKED
-        else:
-            try:
-                two_factor.verify(user, form.code.data)
-            except two_factor.CodeError as exc:
-                error = str(exc)
-                audit.record("login_failed", "User", user.id, new={"email": user.email, "step": "2fa"})
-                if throttle.record_failure(user.email):
-                    audit.record("lockout", "User", user.id, new={"email": user.email})
-                db.session.commit()
-        if error:
-            form.code.errors.append(error)
+        try:
+            accounts.second_factor(user, form.code.data)
+        except accounts.AccountError as exc:
+            form.code.errors.append(str(exc))
             return render_template("auth/second_factor.html", form=form), 401
         session.pop(PENDING, None)
         return _finish_login(user, pending["remember"])
@@ -190,12 +180,11 @@ def enable_2fa():
 def disable_2fa():
     form = DisableTwoFactorForm()
     if form.validate_on_submit():
-        if two_factor.required_for(current_user):
-            form.password.errors.append("Your role requires two-factor authentication; it cannot be turned off.")
-        elif not passwords.verify(_me().password_hash, form.password.data):
-            form.password.errors.append("The password is wrong.")
+        try:
+            accounts.disable_own_two_factor(_me(), form.password.data)
+        except accounts.AccountError as exc:
+            form.password.errors.append(str(exc))
         else:
-            two_factor.remove(_me(), _me(), "2fa_disable")
             flash("Two-factor authentication is off.", "info")
             return redirect(url_for("auth.security"))
     return _security_page(400, disable_form=form)

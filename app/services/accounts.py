@@ -6,7 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 from app.extensions import db
 from app.models import Job, User
 from app.models.types import utcnow
-from app.services import audit, credits, jobs, passwords, permissions, settings, throttle
+from app.services import audit, credits, jobs, passwords, permissions, settings, throttle, two_factor
 
 
 class AccountError(ValueError):
@@ -103,6 +103,28 @@ def authenticate(email, password):
     return user
 
 
+def second_factor(user, code):
+    """Login's second step: a TOTP or recovery code, throttled and audited like a password. AccountError if not."""
+    if throttle.is_locked(user.email):
+        raise AccountError(LOCKED)
+    try:
+        two_factor.verify(user, code)
+    except two_factor.CodeError as exc:
+        audit.record("login_failed", "User", user.id, new={"email": user.email, "step": "2fa"})
+        if throttle.record_failure(user.email):
+            audit.record("lockout", "User", user.id, new={"email": user.email})
+        db.session.commit()
+        raise AccountError(str(exc)) from None
+
+
+def disable_own_two_factor(user, password):
+    if two_factor.required_for(user):
+        raise AccountError("Your role requires two-factor authentication; it cannot be turned off.")
+    if not passwords.verify(user.password_hash, password):
+        raise AccountError("The password is wrong.")
+    two_factor.remove(user, user, "2fa_disable")
+
+
 def record_login(user):
     """The password (and any second factor) passed: reset the failure count, audit, commit."""
     throttle.clear(user.email)
@@ -196,8 +218,6 @@ def unlock(user, actor):
 
 
 def reset_two_factor(user, actor):
-    from app.services import two_factor
-
     _check(actor, user, "reset_2fa")
     two_factor.remove(user, actor, "2fa_reset")
 
