@@ -189,3 +189,14 @@ def test_admin_form_refuses_weak_passwords_and_bad_emails(app, client):
     assert local.status_code == 200 and "special-use" in local.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+
+
+def test_a_bulk_delete_never_removes_the_last_admin(app, client):
+    with app.app_context():
+        owner, other = make_user("admin"), make_user("admin")
+    login(client, owner)
+    resp = post(client, "/admin/users/action/", {"action": "delete", "rowid": [other.id, owner.id],
+                                                 "url": "/admin/users/"})
+    assert resp.status_code == 302
+    with app.app_context():
+        assert len(db.session.scalars(sa.select(User.id).where(User.role == "admin")).all()) == 1

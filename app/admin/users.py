@@ -124,6 +124,12 @@ class UserView(RoleModelView):
             raise ValidationError(str(exc)) from None
         super().on_model_change(form, model, is_created)
 
+    def on_model_delete(self, model):
+        # Checked again row by row: a bulk delete must not remove the last admin once the others are gone.
+        if not permissions.may_act_on_user(_actor(), model, "delete"):
+            raise ValidationError(f"{model.email} was not deleted: this would leave no active admin.")
+        super().on_model_delete(model)
+
     def render(self, template, **kwargs):
         kwargs.setdefault("user_may", lambda user, action: permissions.may_act_on_user(_actor(), user, action))
         kwargs.setdefault("login_locked", throttle.is_locked)

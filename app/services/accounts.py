@@ -18,8 +18,7 @@ class Refused(AccountError):
 
 
 LOGIN_REFUSED = "Wrong email or password."
-LOCKED = ("Too many failed attempts for this account. Wait 15 minutes and try again, or ask support to lift "
-          "the lockout.")
+LOCKED = "Too many failed attempts for this account. Try again later, or ask support to lift the lockout."
 
 
 def normalise_email(raw):
