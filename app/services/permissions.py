@@ -1,5 +1,5 @@
-"""Who may act on whom: the one rule every admin view, site route and CLI path asks before changing a user
-or someone else's job.
+"""Who may act on whom: the one rule services.accounts, the admin and the site ask before anyone changes a
+user or someone else's job.
 
 admin acts on anyone, but never leaves the site without an active admin; support acts only on customers
 (never on staff, never on itself); viewer and customer change nothing that is not their own.
