@@ -195,6 +195,16 @@ class UserView(RoleModelView):
             flash(done.format(email=user.email), "success")
         return redirect(url_for(".details_view", id=user.id))
 
+    @expose("/reset-link", methods=["GET", "POST"])
+    def reset_link_view(self):
+        """A one-time password reset link to hand the user (staff never learn or choose their password)."""
+        user = self._target("reset_link")
+        if request.method != "POST":
+            return redirect(url_for(".details_view", id=user.id))
+        token = accounts.password_reset_token(_actor(), user)
+        link = url_for("auth.reset_password", token=token, _external=True)
+        return self.render("admin/user_reset_link.html", user=user, link=link, hours=accounts.RESET_LINK_HOURS)
+
     @expose("/sign-out", methods=["GET", "POST"])
     def sign_out_view(self):
         """End every session and remember-me cookie of the user."""

@@ -69,5 +69,12 @@ class PasswordChangeForm(FlaskForm):
     submit = SubmitField("Change password")
 
 
+class PasswordResetForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), StrongPassword()],
+                             description=f"At least {passwords.MIN_LENGTH} characters, not a common password.")
+    confirm = PasswordField("Repeat new password", validators=[EqualTo("password", "Passwords do not match.")])
+    submit = SubmitField("Set password")
+
+
 class SignOutEverywhereForm(FlaskForm):
     submit = SubmitField("Sign out everywhere")

@@ -7,8 +7,8 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required
 
 from app.auth import bp
-from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, PasswordChangeForm, SignOutEverywhereForm,
-                            SignupForm, TwoFactorForm)
+from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, PasswordChangeForm, PasswordResetForm,
+                            SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
 from app.services import accounts, sessions, two_factor
@@ -118,6 +118,27 @@ def signup():
               "account, log in with that account's password.", "success")
         return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form), (400 if form.errors else 200)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def reset_password(token):
+    """The link support hands a customer: choose a new password (every session of the account then ends)."""
+    form = PasswordResetForm()
+    try:
+        user = accounts.user_for_reset(token)
+    except accounts.AccountError as exc:
+        return render_template("errors/error.html", code=400, title="Link not valid", message=str(exc)), 400
+    if form.validate_on_submit():
+        try:
+            accounts.reset_password(token, form.password.data)
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            form.password.errors.append(str(exc))
+        else:
+            flash("Your password is set. Log in with it now.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset_password.html", form=form, email=user.email), (400 if form.errors else 200)
 
 
 @bp.route("/logout", methods=["POST"])

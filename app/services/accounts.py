@@ -1,7 +1,11 @@
 """Accounts: creating users, checking logins, and every change staff make to a user, shared by the site,
 the CLI and the admin. Each change asks services.permissions first, audits, and commits."""
+import hashlib
+
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from app.extensions import db
 from app.models import Job, User
@@ -99,6 +103,50 @@ def authenticate(email, password):
         raise AccountError(LOGIN_REFUSED)
     if user.is_banned:
         raise AccountError("This account is suspended. Contact support if you think this is a mistake.")
+    return user
+
+
+RESET_LINK_HOURS = 24
+
+
+def _reset_serializer():
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="neurapix-password-reset")
+
+
+def _reset_fingerprint(user):
+    # Changes with the password and with every revocation, so a link works once and dies with a sign-out.
+    return hashlib.sha256(f"{user.password_hash}:{user.session_version}".encode()).hexdigest()[:20]
+
+
+def password_reset_token(actor, user):
+    """A signed link token that lets the customer choose a new password, for staff to hand over (audited)."""
+    _check(actor, user, "reset_link")
+    token = _reset_serializer().dumps({"user": user.id, "fp": _reset_fingerprint(user)})
+    audit.record("password_reset_link", "User", user.id, actor=actor)
+    db.session.commit()
+    return token
+
+
+def user_for_reset(token):
+    """The user a reset link is for, or AccountError (expired, used, or forged)."""
+    try:
+        data = _reset_serializer().loads(token, max_age=RESET_LINK_HOURS * 3600)
+    except SignatureExpired:
+        raise AccountError("This link has expired. Ask support for a new one.") from None
+    except BadSignature:
+        raise AccountError("This link is not valid. Ask support for a new one.") from None
+    user = db.session.get(User, data.get("user"))
+    if user is None or user.is_banned or data.get("fp") != _reset_fingerprint(user):
+        raise AccountError("This link has already been used or is no longer valid. Ask support for a new one.")
+    return user
+
+
+def reset_password(token, new_password):
+    user = user_for_reset(token)
+    check_password_policy(new_password, user.email)
+    user.set_password(new_password)
+    revoke_sessions(user, None, "password reset")
+    db.session.commit()
     return user
 
 

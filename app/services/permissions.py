@@ -10,9 +10,10 @@ from app.extensions import db
 from app.models import User
 
 # What staff may do to a user account. "edit" is the profile (email, plan); the rest are named actions.
-USER_ACTIONS = ("edit", "set_password", "change_role", "credits", "ban", "unban", "revoke_sessions", "unlock",
-                "reset_2fa", "delete")
-SUPPORT_ACTIONS = frozenset({"edit", "credits", "ban", "unban", "revoke_sessions", "unlock"})
+USER_ACTIONS = ("edit", "set_password", "reset_link", "change_role", "credits", "ban", "unban", "revoke_sessions",
+                "unlock", "reset_2fa", "delete")
+# Support never learns or sets a password: it hands the customer a reset link instead.
+SUPPORT_ACTIONS = frozenset({"edit", "reset_link", "credits", "ban", "unban", "revoke_sessions", "unlock"})
 # Actions that could leave nobody able to run the admin when their target is the last active admin.
 LOCKS_OUT_ADMIN = frozenset({"change_role", "ban", "delete"})
 
