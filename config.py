@@ -62,6 +62,13 @@ class Config:
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or "https://api.stripe.com"
     PAYPAL_API_BASE = os.environ.get("PAYPAL_API_BASE") or None
 
+    # Login throttling (Flask-Limiter): per client IP on the login and sign-up forms, and failed attempts per
+    # account before it is locked (until the window passes or an admin lifts the lockout).
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    RATELIMIT_HEADERS_ENABLED = False
+    LOGIN_IP_LIMIT = os.environ.get("LOGIN_IP_LIMIT", "30 per minute")
+    LOGIN_ACCOUNT_LIMIT = os.environ.get("LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes")
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

@@ -7,10 +7,12 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts, credits, crypto, settings
+from app.services import accounts, credits, crypto, passwords, settings
 
-DEMO_ADMIN_EMAIL = "admin@neurapix.local"
-DEMO_CUSTOMER_EMAIL = "customer@neurapix.local"
+# RFC 2606 example domain: the login form's email check (services.accounts.normalise_email) accepts it,
+# unlike special-use names such as .local.
+DEMO_ADMIN_EMAIL = "admin@example.com"
+DEMO_CUSTOMER_EMAIL = "customer@example.com"
 DEMO_CUSTOMER_CREDITS = 20
 
 DEMO_FUNCTIONS = [
@@ -40,8 +42,10 @@ def _save_staff(email, password, role):
         user = accounts.create_user(email, password, role=role)
         created = True
     else:
+        accounts.check_password_policy(password, user.email)
         user.set_password(password)
         user.role, user.is_banned, created = role, False, False
+        accounts.revoke_sessions(user, None, "password change")
     db.session.commit()
     return user, created
 
@@ -53,8 +57,13 @@ def init_app(app):
     @click.option("--role", type=click.Choice(STAFF_ROLES), default="admin", show_default=True)
     def create_admin(email, password, role):
         """Create a staff account (or reset its password and role)."""
-        if len(password) < 8:
-            raise click.BadParameter("use at least 8 characters", param_hint="--password")
+        try:
+            email = accounts.normalise_email(email)
+        except accounts.AccountError as exc:
+            raise click.BadParameter(str(exc), param_hint="--email") from None
+        problem = passwords.policy_error(password, email)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--password")
         user, created = _save_staff(email, password, role)
         click.echo(f"{'Created' if created else 'Updated'} {user.role} {user.email}.")
 

@@ -24,7 +24,7 @@ def make_user(role="customer", email=None, password="correct-horse-battery", **f
 def login(client, user):
     """Sign a test client in as user (the login form itself is tested in test_auth)."""
     with client.session_transaction() as sess:
-        sess["_user_id"] = str(user.id)
+        sess["_user_id"] = user.get_id()  # "<id>:<session version>", as Flask-Login stores it
         sess["_fresh"] = True
 
 

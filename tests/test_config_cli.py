@@ -32,25 +32,25 @@ def test_database_url_is_normalised(monkeypatch, given, expected):
 
 def test_create_admin_creates_then_resets(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["create-admin", "--email", "Boss@Example.com", "--password", "first-pass"])
+    result = runner.invoke(args=["create-admin", "--email", "Boss@Example.com", "--password", "first-long-pass"])
     assert result.exit_code == 0 and "Created admin boss@example.com" in result.output
-    result = runner.invoke(args=["create-admin", "--email", "boss@example.com", "--password", "second-pass",
+    result = runner.invoke(args=["create-admin", "--email", "boss@example.com", "--password", "second-long-pass",
                                  "--role", "viewer"])
     assert "Updated viewer" in result.output
     with app.app_context():
         user = db.session.scalars(sa.select(User)).one()
-        assert user.role == "viewer" and user.check_password("second-pass")
+        assert user.role == "viewer" and user.check_password("second-long-pass")
 
 
 def test_create_admin_refuses_a_short_password(app):
     result = app.test_cli_runner().invoke(args=["create-admin", "--email", "a@b.io", "--password", "short"])
-    assert result.exit_code != 0 and "at least 8 characters" in result.output
+    assert result.exit_code != 0 and "at least 10 characters" in result.output
 
 
 def test_seed_demo_is_idempotent(app):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["seed-demo"])
-    assert "Demo admin created" in first.output and "admin@neurapix.local /" in first.output
+    assert "Demo admin created" in first.output and "admin@example.com /" in first.output
     assert "Demo customer created with 20 credits" in first.output
     second = runner.invoke(args=["seed-demo"])
     assert second.exit_code == 0 and "Demo data is in place" in second.output

@@ -1,5 +1,5 @@
-"""Admin view for users: staff and customers. Support edits users (never their role), adjusts credits
-and bans; the user page shows the credit ledger as a timeline and the jobs."""
+"""Admin view for users: staff and customers. Who may act on whom is services.permissions (support: customers
+only, never their role or password); the user page shows the ledger, the jobs and the account actions."""
 import sqlalchemy as sa
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
@@ -7,13 +7,14 @@ from flask_admin.model.template import LinkRowAction
 from flask_login import current_user
 from markupsafe import Markup
 from wtforms import PasswordField
-from wtforms.validators import Length, Optional
+from wtforms.validators import DataRequired, Optional, ValidationError
 
 from app.admin.base import ADMIN, STAFF, RoleModelView, current_role
 from app.extensions import db
 from app.models import CreditLedger, Job, User
 from app.models.users import ROLES
-from app.services import accounts, audit, credits
+from app.auth.forms import StrongPassword, ValidEmail
+from app.services import accounts, passwords, permissions, throttle
 
 OPERATORS = frozenset({"admin", "support"})
 TIMELINE_ROWS = 50
@@ -71,17 +72,21 @@ class UserView(RoleModelView):
     form_choices = {"role": [(r, r.capitalize()) for r in ROLES]}
     form_extra_fields = {
         "new_password": PasswordField(
-            "Password", validators=[Optional(), Length(min=8, max=128)],
-            description="At least 8 characters. On edit, leave empty to keep the current password.",
+            "Password", validators=[Optional(), StrongPassword()],
+            description=f"At least {passwords.MIN_LENGTH} characters, not a common password. On edit, leave empty "
+                        "to keep the current password; a new one signs the user out everywhere.",
         )
     }
-    form_args = {"plan": {"description": "Assign any plan, hidden (B2B) ones included."}}
+    form_args = {"email": {"validators": [DataRequired(), ValidEmail()]},
+                 "plan": {"description": "Assign any plan, hidden (B2B) ones included."}}
     form_ajax_refs = {"plan": {"fields": ("name",), "page_size": 10}}
 
     def _restrict(self, form):
-        # Only an admin may grant or take away staff powers.
-        if current_role() not in ADMIN and "role" in form:
-            del form["role"]
+        # Only an admin may grant or take away staff powers, or set someone's password.
+        if current_role() not in ADMIN:
+            for name in ("role", "new_password"):
+                if name in form:
+                    del form[name]
         return form
 
     def create_form(self, obj=None):
@@ -90,45 +95,77 @@ class UserView(RoleModelView):
     def edit_form(self, obj=None):
         return self._restrict(super().edit_form(obj))
 
+    def _refuse_unless(self, action, user_id):
+        """403 unless services.permissions lets the signed-in user do `action` to that user."""
+        user = db.session.get(User, user_id) if user_id is not None else None
+        if user is not None and not permissions.may_act_on_user(_actor(), user, action):
+            abort(403)
+
+    def _handle_view(self, name, **kwargs):
+        denied = super()._handle_view(name, **kwargs)
+        if denied is not None:
+            return denied
+        if name == "edit_view":
+            self._refuse_unless("edit", request.args.get("id", type=int))
+        elif name == "delete_view" and request.method == "POST":
+            self._refuse_unless("delete", request.form.get("id", type=int))
+        elif name == "action_view" and request.method == "POST" and request.form.get("action") == "delete":
+            for row_id in request.form.getlist("rowid", type=int):
+                self._refuse_unless("delete", row_id)
+        return None
+
     def on_model_change(self, form, model, is_created):
-        if "new_password" in form and form.new_password.data:
-            model.set_password(form.new_password.data)
-        elif is_created:
-            raise ValueError("A new user needs a password.")
+        old_role = sa.inspect(model).attrs.role.history.deleted
+        new_password = form.new_password.data if "new_password" in form else None
+        try:
+            accounts.staff_edit(_actor(), model, old_role[0] if old_role else model.role, is_created, new_password)
+        except accounts.AccountError as exc:
+            # Flask-Admin shows a ValidationError on the form and rolls the whole change back.
+            raise ValidationError(str(exc)) from None
         super().on_model_change(form, model, is_created)
 
-    def _target(self):
+    def on_model_delete(self, model):
+        # Checked again row by row: a bulk delete must not remove the last admin once the others are gone.
+        if not permissions.may_act_on_user(_actor(), model, "delete"):
+            raise ValidationError(f"{model.email} was not deleted: this would leave no active admin.")
+        super().on_model_delete(model)
+
+    def render(self, template, **kwargs):
+        kwargs.setdefault("user_may", lambda user, action: permissions.may_act_on_user(_actor(), user, action))
+        kwargs.setdefault("login_locked", throttle.is_locked)
+        return super().render(template, **kwargs)
+
+    def _target(self, action):
         if current_role() not in OPERATORS:
             abort(403)
         user = db.session.get(User, request.args.get("id", type=int) or 0)
         if user is None:
             abort(404)
+        if not permissions.may_act_on_user(_actor(), user, action(user) if callable(action) else action):
+            abort(403)
         return user
 
     @expose("/credits", methods=["GET", "POST"])
     def credits_view(self):
         """Add or remove credits with a reason: one ledger row and one audit row per change."""
-        user = self._target()
+        user = self._target("credits")
         error = None
         if request.method == "POST":
             try:
-                amount = int(request.form.get("amount", "0"))
-                before = user.balance
-                balance = credits.adjust(user.id, amount, reason=request.form.get("reason", ""), actor_id=_actor().id)
-                audit.record("credits", "User", user.id, old={"balance": before}, new={"balance": balance},
-                             actor=_actor())
-                db.session.commit()
-                flash(f"{amount:+d} credits for {user.email}; the balance is now {balance}.", "success")
-                return redirect(url_for(".details_view", id=user.id))
-            except ValueError as exc:
+                balance = accounts.adjust_credits(_actor(), user, request.form.get("amount", ""),
+                                                  request.form.get("reason", ""))
+            except accounts.AccountError as exc:
                 db.session.rollback()
-                error = "Enter a whole number of credits." if "invalid literal" in str(exc) else str(exc)
-        return self.render("admin/user_credits.html", user=user, error=error)
+                error = str(exc)
+            else:
+                flash(f"Credits adjusted for {user.email}; the balance is now {balance}.", "success")
+                return redirect(url_for(".details_view", id=user.id))
+        return self.render("admin/user_credits.html", user=user, error=error), 400 if error else 200
 
     @expose("/ban", methods=["GET", "POST"])
     def ban_view(self):
         """Ban (with a reason; sessions end, unfinished jobs are cancelled and refunded) or unban."""
-        user = self._target()
+        user = self._target(lambda u: "unban" if u.is_banned else "ban")
         error = None
         if request.method == "POST":
             try:
@@ -142,7 +179,48 @@ class UserView(RoleModelView):
             except accounts.AccountError as exc:
                 db.session.rollback()
                 error = str(exc)
-        return self.render("admin/user_ban.html", user=user, error=error)
+        return self.render("admin/user_ban.html", user=user, error=error), 400 if error else 200
+
+    def _post_action(self, action, run, done):
+        """A one-button POST action on a user (from the details page): allowed, run, audited by the service."""
+        user = self._target(action)
+        if request.method != "POST":
+            return redirect(url_for(".details_view", id=user.id))
+        try:
+            run(user, _actor())
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash(done.format(email=user.email), "success")
+        return redirect(url_for(".details_view", id=user.id))
+
+    @expose("/reset-link", methods=["GET", "POST"])
+    def reset_link_view(self):
+        """A one-time password reset link to hand the user (staff never learn or choose their password)."""
+        user = self._target("reset_link")
+        if request.method != "POST":
+            return redirect(url_for(".details_view", id=user.id))
+        token = accounts.password_reset_token(_actor(), user)
+        link = url_for("auth.reset_password", token=token, _external=True)
+        return self.render("admin/user_reset_link.html", user=user, link=link, hours=accounts.RESET_LINK_HOURS)
+
+    @expose("/sign-out", methods=["GET", "POST"])
+    def sign_out_view(self):
+        """End every session and remember-me cookie of the user."""
+        return self._post_action("revoke_sessions", accounts.sign_out_everywhere,
+                                 "{email} is signed out on every device.")
+
+    @expose("/unlock", methods=["GET", "POST"])
+    def unlock_view(self):
+        """Lift a lockout after too many failed logins."""
+        return self._post_action("unlock", accounts.unlock, "{email} can try to log in again.")
+
+    @expose("/reset-2fa", methods=["GET", "POST"])
+    def reset_2fa_view(self):
+        """Turn off the user's two-factor authentication (a lost phone); they enrol again from their profile."""
+        return self._post_action("reset_2fa", accounts.reset_two_factor,
+                                 "Two-factor authentication is off for {email}; they can set it up again.")
 
 
 def _actor():

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
-from app.models.types import secret, utcnow
+from app.models.types import JSONType, secret, utcnow
 
 ROLES = ("admin", "support", "viewer", "customer")
 STAFF_ROLES = ("admin", "support", "viewer")
@@ -41,6 +41,13 @@ class User(UserMixin, db.Model):
     subscription_event_at: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Part of every session's and remember-me cookie's identity: bumping it signs the user out everywhere.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Two-factor authentication: the TOTP secret (encrypted), the last time step accepted (a code is never
+    # accepted twice) and the unused recovery codes, hashed.
+    totp_secret: Mapped[str | None] = mapped_column(sa.Text, info=secret())
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    recovery_codes: Mapped[list | None] = mapped_column(JSONType, info=secret())
 
     plan = relationship("Plan", lazy="joined")
 
@@ -53,6 +60,14 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password):
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def get_id(self):
+        # Flask-Login's alternative id: a cookie issued before the version moved no longer loads this user.
+        return f"{self.id}:{self.session_version or 0}"
+
+    @property
+    def has_2fa(self):
+        return bool(self.totp_secret)
 
     @property
     def is_staff(self):

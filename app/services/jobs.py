@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import AIFunction, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import CancelledByUser, ProviderError, ProviderInput
-from app.services import catalog, credits, outputs, queue, storage
+from app.services import audit, catalog, credits, outputs, queue, storage
 from app.services.crypto import decrypt_json
 
 log = logging.getLogger(__name__)
@@ -262,9 +262,11 @@ def _refund(job_id):
     job.refunded = True
 
 
-def _finish(job_id, condition, message, status="failed", customer=None):
+def _finish(job_id, condition, message, status="failed", customer=None, also=None):
     """Move a job to failed/cancelled if `condition` still holds, and refund it once. True if it moved.
-    `message` is for staff; `customer` is what the customer reads (a plain default when None)."""
+
+    `message` is for staff; `customer` is what the customer reads (a plain default when None). `also` runs
+    only when the job moved, in the same transaction (the audit row of a staff cancel)."""
     customer = customer or (CUSTOMER_CANCELLED if status == "cancelled" else CUSTOMER_FAILED)
     moved = db.session.execute(
         sa.update(Job).where(condition).values(status=status, error=message, customer_message=customer,
@@ -273,6 +275,8 @@ def _finish(job_id, condition, message, status="failed", customer=None):
     if moved:
         add_log(job_id, message, level="error" if status == "failed" else "info")
         _refund(job_id)
+        if also is not None:
+            also()
     db.session.commit()
     return bool(moved)
 
@@ -418,9 +422,18 @@ def _finish_done(job_id, mine, result, provider_key, attempt, started):
 
 
 def cancel(job_id, actor=None):
-    """Cancel a queued job at once (refunded) or ask the running provider to stop. Returns a message."""
+    """Cancel a queued job at once (refunded) or ask the running provider to stop. Returns a message.
+
+    The caller has checked services.permissions.may_cancel_job. A cancel by staff is audited, and only when
+    it actually cancelled something (a finished job is left alone and leaves no row)."""
     who = f" by {actor.email}" if actor is not None else ""
-    if _finish(job_id, _queued(job_id), f"Cancelled{who}; the credits were refunded.", status="cancelled"):
+
+    def audit_cancel(outcome):
+        if actor is not None and actor.is_staff:
+            audit.record("cancel", "Job", job_id, new={"outcome": outcome}, actor=actor)
+
+    if _finish(job_id, _queued(job_id), f"Cancelled{who}; the credits were refunded.", status="cancelled",
+               also=lambda: audit_cancel("cancelled")):
         return "Cancelled and refunded."
     flagged = db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.status == "processing").values(cancel_requested=True)
@@ -428,6 +441,7 @@ def cancel(job_id, actor=None):
     ).scalar()
     if flagged:
         add_log(job_id, f"Cancel requested{who}")
+        audit_cancel("cancel requested")
         db.session.commit()
         return "Cancel requested; the provider is being stopped."
     db.session.rollback()

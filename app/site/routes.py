@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, jobs, payments, storage
+from app.services import catalog, cms, jobs, payments, permissions, storage
 from app.site import bp
 from app.site.forms import CancelForm, UploadForm
 
@@ -76,7 +76,8 @@ def job_json(job_id):
 @bp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
 @login_required
 def job_cancel(job_id):
-    _own_job(job_id)
+    if not permissions.may_cancel_job(current_user, _own_job(job_id)):
+        abort(403)
     flash(jobs.cancel(job_id, actor=current_user), "info")
     return redirect(url_for("site.job", job_id=job_id))
 
