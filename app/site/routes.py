@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from app.extensions import db
 from app.models import CreditLedger, Job
 from app.services import catalog, cms, jobs, storage
+from app.services.urls import absolute_url
 from app.site import bp
 from app.payments import gateway
 from app.site.forms import CancelForm, UploadForm
@@ -123,8 +124,8 @@ def checkout(plan_id):
     if plan is None or not plan.stripe_price_id:
         abort(404)
     try:
-        url = gateway("stripe").checkout_url(current_user, plan, url_for("site.account", paid=1, _external=True),
-                                            url_for("site.pricing", _external=True))
+        url = gateway("stripe").checkout_url(current_user, plan, absolute_url("site.account", paid=1),
+                                            absolute_url("site.pricing"))
     except (RuntimeError, stripe.StripeError) as exc:
         db.session.rollback()
         log.warning("checkout for plan %s failed: %s", plan_id, exc)
@@ -139,7 +140,7 @@ def checkout(plan_id):
 def billing_portal():
     """Stripe's customer portal: cards, invoices, cancelling a subscription."""
     try:
-        url = gateway("stripe").portal_url(current_user, url_for("site.account", _external=True))
+        url = gateway("stripe").portal_url(current_user, absolute_url("site.account"))
     except (RuntimeError, stripe.StripeError) as exc:
         db.session.rollback()
         log.warning("billing portal for user %s failed: %s", current_user.id, exc)
