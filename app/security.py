@@ -5,6 +5,7 @@ The rules themselves (CIDR matching, the audit row of a refusal) live in service
 """
 from flask import abort, request
 from flask_talisman import Talisman
+from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.services import allowlist
@@ -37,6 +38,11 @@ def admin_gate():
             abort(403)
 
 
+def untrusted_host(_error):
+    """A Host outside TRUSTED_HOSTS: no URL can be built for it, so the answer is plain text, not a page."""
+    return "Bad request: this server does not answer for that host name.", 400, {"Content-Type": "text/plain"}
+
+
 def init_app(app):
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
@@ -60,3 +66,4 @@ def init_app(app):
         x_xss_protection=False,
     )
     app.before_request(admin_gate)
+    app.register_error_handler(SecurityError, untrusted_host)
