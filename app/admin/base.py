@@ -180,13 +180,20 @@ class RoleModelView(RoleAccess, ModelView):
     # --- exports: admin only by default per view (export_roles), always through the one CSV writer ---
 
     def _export_csv(self, return_url):
-        args = self._get_list_extra_args()
-        sort = self._get_column_by_idx(args.sort)
-        _count, query = self.get_list(0, sort[0] if sort else None, args.sort_desc, args.search, args.filters,
-                                      page_size=self.export_max_rows, execute=False)
         columns = self._export_columns
-        rows = ([self.get_export_value(row, name) for name, _label in columns] for row in query.yield_per(500))
-        return exports.csv_response(self.get_export_name("csv"), [label for _name, label in columns], rows)
+
+        def rows():
+            # Runs while the response streams, inside the context stream_with_context re-enters, so the
+            # query uses that context's session and its teardown closes it. The list's filters, search and
+            # sort apply; rows are fetched in batches, never all at once.
+            args = self._get_list_extra_args()
+            sort = self._get_column_by_idx(args.sort)
+            _count, query = self.get_list(0, sort[0] if sort else None, args.sort_desc, args.search, args.filters,
+                                          page_size=self.export_max_rows, execute=False)
+            for row in query.yield_per(500):
+                yield [self.get_export_value(row, name) for name, _label in columns]
+
+        return exports.csv_response(self.get_export_name("csv"), [label for _name, label in columns], rows())
 
     # --- audit: rows join the same transaction as the change they describe ---
 
