@@ -3,7 +3,7 @@ editor, inline fallback rows, filters and confirmations, and the browser reports
 import os
 
 from app.extensions import db
-from app.models import Page
+from app.models import AIFunction, Page
 from tests import pipeline as p
 from tests.conftest import ARTIFACTS
 from tests.helpers import browser_login, make_user
@@ -98,7 +98,21 @@ def test_admin_and_site_work_under_the_csp_without_a_single_violation(app, live_
     assert len(watch.dialogs) == 2, watch.dialogs  # both confirmations were really asked
     watch.collect()
 
-    for path in ("/admin/", "/admin/settings/", "/admin/audit/", "/", "/csp-story", "/pricing", "/no-such-page"):
+    # An editable list cell (x-editable) opens its inline editor.
+    watch.visit(f"{live_server}/admin/functions/")
+    page.click("a[data-role=x-editable][name=price_per_use] >> nth=0")
+    page.fill(".editable-input input", "7")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("a[data-role=x-editable][name=price_per_use]:has-text('7')")
+    with app.app_context():
+        assert db.session.get(AIFunction, fn_id).price_per_use == 7
+    # The yes/no cell's choices come from JSON in a data attribute, read without eval.
+    page.click("a[data-role=x-editable-boolean][name=enabled] >> nth=0")
+    page.wait_for_selector(".editable-input .select2-container, .editable-input select")
+    watch.collect()
+
+    for path in ("/admin/", "/admin/settings/", "/admin/audit/", "/", "/f/restore", "/csp-story", "/pricing",
+                 "/no-such-page"):
         watch.visit(f"{live_server}{path}")
 
     assert not watch.violations, "\n".join(watch.violations)
