@@ -47,8 +47,8 @@ def init_app(app):
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         # Only the entries our own proxies appended are believed; a client's X-Forwarded-For is not.
-        # X-Forwarded-Host is left out: the host comes from the request and TRUSTED_HOSTS.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_port=proxies, x_host=0)
+        # X-Forwarded-Host and -Port are left out: the host comes from the request and TRUSTED_HOSTS.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0)
     https = app.config["FORCE_HTTPS"]
     Talisman(
         app,
