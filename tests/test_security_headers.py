@@ -11,7 +11,6 @@ from app.models import Page
 from tests.helpers import login, make_user
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "..", "app", "templates")
-STATIC = os.path.join(os.path.dirname(__file__), "..", "app", "static")
 
 
 def csp_directives(resp):

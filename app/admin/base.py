@@ -60,15 +60,18 @@ class RoleAccess:
         return deny()
 
 
+def _without_url(params):
+    return ImmutableMultiDict([(k, v) for k, v in params.items(multi=True) if k != "url"])
+
+
 def _drop_unsafe_return_url():
     """Flask-Admin goes back to ?url= after a save or delete; one that would leave our host is removed from
     the request before Flask-Admin reads it, so it falls back to the view's own list."""
     target = request.values.get("url")
     if target is None or urls.is_local(target):
         return
-    without = lambda params: ImmutableMultiDict([(k, v) for k, v in params.items(multi=True) if k != "url"])  # noqa: E731
-    request.args = without(request.args)
-    request.form = without(request.form)
+    request.args = _without_url(request.args)
+    request.form = _without_url(request.form)
     request.__dict__.pop("values", None)  # recombined from args and form on next access
 
 
