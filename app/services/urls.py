@@ -29,8 +29,8 @@ def is_local(target):
     parts = urlsplit(target)
     if not parts.scheme and not parts.netloc:
         return target.startswith("/") and not target.startswith("//")
-    return (parts.scheme in ("http", "https") and target.startswith(f"{parts.scheme}://")
-            and parts.netloc == request.host and not parts.username)
+    return (target.lower().startswith(("http://", "https://")) and parts.netloc == request.host
+            and not parts.username)
 
 
 def safe_return(target, fallback):
