@@ -41,6 +41,35 @@ def _fernet_key():
     return Fernet.generate_key().decode()
 
 
+def _host_list(raw):
+    """TRUSTED_HOSTS: comma-separated host names (a leading dot trusts subdomains); None when unset."""
+    hosts = [h.strip() for h in (raw or "").split(",") if h.strip()]
+    return hosts or None
+
+
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
+MAKE_FERNET_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+
+
+def key_problems(secret_key, encryption_key):
+    """What is wrong with the boot keys for production, one sentence each saying how to make a good one."""
+    from cryptography.fernet import Fernet
+
+    problems = []
+    if len((secret_key or "").encode()) < 32:
+        problems.append(f"SECRET_KEY must be at least 32 bytes; make one with {MAKE_SECRET_KEY}")
+    keys = [k.strip() for k in (encryption_key or "").split(",")]
+    try:
+        if not any(keys):
+            raise ValueError
+        for key in keys:
+            Fernet(key.encode())
+    except ValueError:
+        problems.append("ENCRYPTION_KEY must be one or more Fernet keys, comma-separated, newest first; "
+                        f"make one with {MAKE_FERNET_KEY}")
+    return problems
+
+
 class Config:
     SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'neurapix.db'}")
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
@@ -75,6 +104,12 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None  # token lives as long as the session
     FLASK_ADMIN_SWATCH = "flatly"
+    # How many reverse proxies (load balancers) stand in front of the app: their X-Forwarded-For/-Proto/-Host
+    # entries are believed, no others. 0 = none (the client connects directly); Heroku = 1.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES") or 0)
+    TRUSTED_HOSTS = _host_list(os.environ.get("TRUSTED_HOSTS"))
+    # Production: plain-http requests are redirected to https and answers carry HSTS.
+    FORCE_HTTPS = False
 
     @classmethod
     def prepare(cls):
@@ -104,6 +139,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"
+    FORCE_HTTPS = True
 
     @classmethod
     def prepare(cls):
@@ -114,6 +150,9 @@ class ProductionConfig(Config):
                 + " and ".join(missing)
                 + ": set them in the environment (see .env.example)."
             )
+        problems = key_problems(cls.SECRET_KEY, cls.ENCRYPTION_KEY)
+        if problems:
+            raise RuntimeError("Neurapix refuses to start in production: " + "; ".join(problems) + ".")
 
 
 configs = {

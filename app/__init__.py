@@ -26,8 +26,9 @@ def create_app(config_name=None):
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app import admin, auth, cli, health, site, webhooks
+    from app import admin, auth, cli, health, security, site, webhooks
 
+    security.init_app(app)
     health.init_app(app)
     auth.init_app(app)
     site.init_app(app)

@@ -40,6 +40,8 @@ def _offered(app, view, op):
             return view.can_edit
         if op == "delete":
             return view.can_delete
+        if op == "export":
+            return view.can_export
         if op.startswith("action:"):
             return view.is_action_allowed(op.split(":", 1)[1])
         return True
@@ -66,7 +68,7 @@ def _actions(view):
 
 def _cases(app_views):
     for view in app_views:
-        ops = ["list", "details", "create", "edit", "delete"] + [f"action:{a}" for a in _actions(view)]
+        ops = ["list", "details", "create", "edit", "delete", "export"] + [f"action:{a}" for a in _actions(view)]
         for op in ops:
             for role in ROLES:
                 yield view.endpoint, op, role
@@ -127,6 +129,8 @@ def test_role_matrix(app, client, views, matrix_case):
             assert forged.status_code in (302, 403)
     elif op == "delete":
         resp = post(client, f"{base}delete/", {"id": row_id, "url": base})
+    elif op == "export":
+        resp = client.get(f"{base}export/csv/")
     else:
         action = op.split(":", 1)[1]
         resp = post(client, f"{base}action/", {"action": action, "rowid": [row_id], "url": base})
@@ -142,7 +146,7 @@ def test_role_matrix(app, client, views, matrix_case):
         after = _state(view)
     if expect and op in ("delete", "action:delete"):
         assert row_id not in after
-    elif not expect or op in ("list", "details", "create"):
+    elif not expect or op in ("list", "details", "create", "export"):
         # Reading never writes; a refused write changes nothing. (Allowed edits and actions may.)
         assert after == before, f"{role} {op} changed {endpoint}"
 

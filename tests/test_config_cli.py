@@ -62,3 +62,46 @@ def test_seed_demo_is_idempotent(app):
         provider = db.session.scalars(sa.select(Provider)).one()
         assert provider.key == "local"
         assert all(fn.provider_id == provider.id and fn.enabled for fn in db.session.scalars(sa.select(AIFunction)))
+
+
+def _production_keys(monkeypatch, secret_key, encryption_key):
+    monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", secret_key)
+    monkeypatch.setattr(config.ProductionConfig, "ENCRYPTION_KEY", encryption_key)
+    from app import create_app
+
+    return create_app
+
+
+def test_production_refuses_a_secret_key_shorter_than_32_bytes(monkeypatch):
+    from cryptography.fernet import Fernet
+
+    create_app = _production_keys(monkeypatch, "a", Fernet.generate_key().decode())
+    with pytest.raises(RuntimeError, match=r"SECRET_KEY must be at least 32 bytes; make one with python -c") as exc:
+        create_app("production")
+    assert "secrets.token_hex(32)" in str(exc.value) and "ENCRYPTION_KEY" not in str(exc.value)
+
+
+@pytest.mark.parametrize("encryption_key", ["not-a-fernet-key", "short", ",", "{good},garbage"])
+def test_production_refuses_an_encryption_key_that_is_not_a_fernet_key_list(monkeypatch, encryption_key):
+    from cryptography.fernet import Fernet
+
+    encryption_key = encryption_key.replace("{good}", Fernet.generate_key().decode())
+    create_app = _production_keys(monkeypatch, "s" * 32, encryption_key)
+    with pytest.raises(RuntimeError, match="ENCRYPTION_KEY must be one or more Fernet keys") as exc:
+        create_app("production")
+    assert "Fernet.generate_key()" in str(exc.value)
+
+
+def test_production_starts_with_good_keys_and_trusted_hosts_from_the_environment(monkeypatch, app, database_url):
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setattr(config.ProductionConfig, "SQLALCHEMY_DATABASE_URI", config._database_url(database_url))
+    keys = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
+    monkeypatch.setattr(config.ProductionConfig, "TRUSTED_HOSTS", config._host_list("www.example.com, .example.org"))
+    create_app = _production_keys(monkeypatch, "s" * 32, keys)
+    production = create_app("production")
+    assert production.config["TRUSTED_HOSTS"] == ["www.example.com", ".example.org"]
+    client = production.test_client()
+    assert client.get("/static/css/site.css", base_url="https://www.example.com").status_code == 200
+    assert client.get("/static/css/site.css", base_url="https://shop.example.org").status_code == 200
+    assert client.get("/static/css/site.css", base_url="https://evil.example").status_code == 400

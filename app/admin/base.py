@@ -1,8 +1,11 @@
 """The one role-aware base for every admin view: who may read, create, edit, delete and act.
 
 Roles: admin (everything), support (the views that name it), viewer (read-only), customer (403).
-Anonymous visitors are sent to the login page. Every write through a ModelView is audited.
+Anonymous visitors are sent to the login page. Every write through a ModelView is audited; malformed ids
+answer 404; a return URL (?url=) that leaves our host is dropped; exports go through services/exports.py.
 """
+import re
+
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
@@ -11,9 +14,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from werkzeug.datastructures import ImmutableMultiDict
 
 from app.extensions import db
-from app.services import audit
+from app.services import audit, exports, urls
 
 ADMIN = frozenset({"admin"})
 STAFF = frozenset({"admin", "support", "viewer"})
@@ -54,6 +58,21 @@ class RoleAccess:
 
     def inaccessible_callback(self, name, **kwargs):
         return deny()
+
+
+def _without_url(params):
+    return ImmutableMultiDict([(k, v) for k, v in params.items(multi=True) if k != "url"])
+
+
+def _drop_unsafe_return_url():
+    """Flask-Admin goes back to ?url= after a save or delete; one that would leave our host is removed from
+    the request before Flask-Admin reads it, so it falls back to the view's own list."""
+    target = request.values.get("url")
+    if target is None or urls.is_local(target):
+        return
+    request.args = _without_url(request.args)
+    request.form = _without_url(request.form)
+    request.__dict__.pop("values", None)  # recombined from args and form on next access
 
 
 class ProtectedIndexView(RoleAccess, AdminIndexView):
@@ -133,6 +152,7 @@ class RoleModelView(RoleAccess, ModelView):
         denied = super()._handle_view(name, **kwargs)
         if denied is not None:
             return denied
+        _drop_unsafe_return_url()
         # Flask-Admin would redirect a forbidden write back to the list; a clear 403 is honest.
         flag = self._guarded.get(name)
         if flag and not getattr(self, flag):
@@ -141,7 +161,42 @@ class RoleModelView(RoleAccess, ModelView):
             request.form.get("action", "")
         ):
             abort(403)
+        if name == "action_view" and not all(self._well_formed_id(i) for i in request.form.getlist("rowid")):
+            abort(404)
         return None
+
+    # --- ids: Flask-Admin splits ?id= on commas and hands any text to the database; refuse both shapes ---
+
+    def _well_formed_id(self, value):
+        (pk,) = sa.inspect(self.model).primary_key
+        if not isinstance(value, str):
+            return False  # ?id=1&id=2 arrives as a list
+        if pk.type.python_type is int:
+            return re.fullmatch(r"[0-9]{1,18}", value) is not None
+        return "," not in value
+
+    def get_one(self, id):
+        if not self._well_formed_id(id):
+            abort(404)
+        return super().get_one(id)
+
+    # --- exports: admin only by default per view (export_roles), always through the one CSV writer ---
+
+    def _export_csv(self, return_url):
+        columns = self._export_columns
+
+        def rows():
+            # Runs while the response streams, inside the context stream_with_context re-enters, so the
+            # query uses that context's session and its teardown closes it. The list's filters, search and
+            # sort apply; rows are fetched in batches, never all at once.
+            args = self._get_list_extra_args()
+            sort = self._get_column_by_idx(args.sort)
+            _count, query = self.get_list(0, sort[0] if sort else None, args.sort_desc, args.search, args.filters,
+                                          page_size=self.export_max_rows, execute=False)
+            for row in query.yield_per(500):
+                yield [self.get_export_value(row, name) for name, _label in columns]
+
+        return exports.csv_response(self.get_export_name("csv"), [label for _name, label in columns], rows())
 
     # --- audit: rows join the same transaction as the change they describe ---
 
@@ -152,7 +207,7 @@ class RoleModelView(RoleAccess, ModelView):
     def on_model_change(self, form, model, is_created):
         if is_created:
             db.session.flush()
-            audit.record("create", self.entity, model.id, new=audit.snapshot(model))
+            audit.record("create", self.entity, model.id, new={**audit.snapshot(model), **audit.relations(model)})
         else:
             old, new = audit.changes(model)
             if new:

@@ -84,6 +84,7 @@ class OrderView(ReadOnlyModelView):
 
 class CreditLedgerView(ReadOnlyModelView):
     read_roles = STAFF
+    export_roles = ADMIN
     column_list = ("id", "created_at", "user", "amount", "balance_after", "kind", "reason", "actor", "job_id",
                    "payment_id")
     column_searchable_list = ("user.email", "reason")

@@ -155,11 +155,14 @@ class AIFunctionView(ToolsView):
                 config = jobs.effective_config(obj.provider, obj.provider_config)
                 where = {k: "this function" if k in (obj.provider_config or {}) else obj.provider.name
                          for k in ("timeout", "retries")}
-                form.provider_config.description = (
-                    f"{form.provider_config.description} Effective now: timeout {config['timeout']} s "
-                    f"(from {where['timeout']}), retries {config['retries']} (from {where['retries']}).")
+                # Flask-Admin renders descriptions as HTML: names and errors go in escaped (Markup.format).
+                form.provider_config.description = Markup(
+                    "{} Effective now: timeout {} s (from {}), retries {} (from {}).").format(
+                    form.provider_config.description, config["timeout"], where["timeout"], config["retries"],
+                    where["retries"])
             except ProviderError as exc:
-                form.provider_config.description = f"{form.provider_config.description} Saved config problem: {exc}"
+                form.provider_config.description = Markup("{} Saved config problem: {}").format(
+                    form.provider_config.description, str(exc))
         return form
 
     def create_form(self, obj=None):
@@ -294,8 +297,8 @@ class ProviderView(ToolsView):
                                                  "autocomplete": "new-password"}
         if obj is not None and obj.functions:
             dependents = ", ".join(f.key for f in obj.functions)
-            form.enabled.description = f"Used by: {dependents}. Disabling it takes them off the site unless a " \
-                                       f"fallback provider can run them."
+            form.enabled.description = Markup("Used by: {}. Disabling it takes them off the site unless a "
+                                              "fallback provider can run them.").format(dependents)
             form.enabled.render_kw = {"data-confirm-disable": f"Disable this provider? These functions depend on "
                                                               f"it: {dependents}."}
         return form

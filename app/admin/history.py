@@ -7,7 +7,7 @@ from flask_admin.actions import action
 from flask_login import current_user
 from markupsafe import Markup
 
-from app.admin.base import STAFF, ReadOnlyModelView
+from app.admin.base import ADMIN, STAFF, ReadOnlyModelView
 from app.extensions import db
 from app.models import Job
 from app.services import audit, jobs, permissions
@@ -28,6 +28,7 @@ def _log_lines(_view, _context, job, _name):
 
 class JobView(ReadOnlyModelView):
     read_roles = STAFF
+    export_roles = ADMIN
     action_roles = {"retry": JOB_OPERATORS, "cancel": JOB_OPERATORS}
     column_list = ("id", "created_at", "user", "function_key", "provider_key", "status", "credits_charged",
                    "refunded", "attempts", "finished_at")
@@ -61,9 +62,12 @@ class JobView(ReadOnlyModelView):
 
 
 class AuditLogView(ReadOnlyModelView):
+    export_roles = ADMIN
     column_list = ("created_at", "actor_email", "action", "entity", "entity_id", "ip")
     column_details_list = ("created_at", "actor_email", "action", "entity", "entity_id", "old_values",
                            "new_values", "ip", "user_agent")
     column_searchable_list = ("actor_email", "entity", "entity_id")
     column_filters = ("action", "entity", "actor_email", "created_at")
     column_labels = {"actor_email": "Who", "entity_id": "Id", "ip": "IP"}
+    column_export_list = ("created_at", "actor_email", "action", "entity", "entity_id", "old_values", "new_values",
+                          "ip", "user_agent")

@@ -6,7 +6,7 @@ from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 
 from app.admin.base import ADMIN, READERS, RoleBaseView, current_role
-from app.services import settings, storage
+from app.services import allowlist, settings, storage
 
 
 class SettingsView(RoleBaseView):
@@ -25,6 +25,7 @@ class SettingsView(RoleBaseView):
                 abort(403)
             try:
                 values = settings.parse_form(request.form)
+                allowlist.check_saver_admitted(values, request.remote_addr)
                 self._check_storage(values)
                 changed = settings.update(values)
             except settings.SettingError as exc:

@@ -1,7 +1,6 @@
 """Login (password, then the second factor when the account has one), logout, customer sign-up, and the
 account security page (two-factor authentication, password, sign out everywhere)."""
 import time
-from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
@@ -11,7 +10,7 @@ from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, Password
                             SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
-from app.services import accounts, sessions, two_factor
+from app.services import accounts, sessions, two_factor, urls
 
 # Between the password and the second factor: who passed the password, and until when that counts.
 PENDING = "neurapix_2fa_pending"
@@ -29,12 +28,8 @@ def _ip_limit():
 
 
 def _safe_next(default):
-    target = request.args.get("next") or ""
-    parts = urlsplit(target)
-    # Only same-site paths: an open redirect would let a phishing link borrow our login page.
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
-        return target
-    return default
+    # Only our own host: an open redirect would let a phishing link borrow our login page.
+    return urls.safe_return(request.args.get("next"), default)
 
 
 def _finish_login(user, remember):

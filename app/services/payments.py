@@ -8,7 +8,6 @@ import logging
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from flask import url_for
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -18,6 +17,7 @@ from app.payments import gateway
 from app.services import audit, catalog, credits
 from app.services import payment_events as events
 from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
+from app.services.urls import absolute_url
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,8 @@ def checkout_options(plan):
 
 def _return_urls(order):
     if order.gateway == "paypal":
-        return (url_for("site.paypal_return", order_id=order.id, _external=True),
-                url_for("site.pricing", _external=True))
-    return url_for("site.account", paid=1, _external=True), url_for("site.pricing", _external=True)
+        return absolute_url("site.paypal_return", order_id=order.id), absolute_url("site.pricing")
+    return absolute_url("site.account", paid=1), absolute_url("site.pricing")
 
 
 def start_checkout(user, plan, gateway_key):

@@ -8,12 +8,15 @@ row when it moved. The database, not Redis, holds it: one mechanism with or with
 that can never disagree with the values it describes. A random token, not a counter, so a restored backup
 or an emptied table can never repeat a version some process has already cached.
 """
+import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
+from werkzeug.sansio.utils import host_is_trusted
 
 from app.extensions import db
 from app.models import AIFunction, Setting
@@ -81,6 +84,42 @@ class Url(Kind):
         if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError("Enter a full address starting with https:// (or http://), or leave it empty.")
         return value
+
+
+class PublicUrl(Url):
+    """The site's own origin, used for every absolute link; its host must be one production accepts."""
+
+    def parse(self, raw):
+        value = super().parse(raw)
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.path or parts.query or parts.fragment or parts.username or not parts.hostname:
+            raise ValueError("Give only the scheme and host, e.g. https://www.example.com (no path).")
+        trusted = current_app.config.get("TRUSTED_HOSTS")
+        if trusted and not host_is_trusted(parts.netloc, trusted):
+            raise ValueError(f"{parts.hostname} is not in the server's TRUSTED_HOSTS environment variable, so "
+                             "requests to it would be refused: add it there first, then save this.")
+        return value
+
+
+class Networks(Kind):
+    """IPv4/IPv6 addresses or CIDR blocks, separated by commas, spaces or new lines; stored normalised."""
+
+    def parse(self, raw):
+        networks = []
+        for item in re.split(r"[\s,]+", super().parse(raw)):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item} is not an IP address or CIDR block; write e.g. 203.0.113.0/24 or "
+                                 "2001:db8::/32.") from None
+        return networks
+
+    def shown(self, value):
+        return ", ".join(value or [])
 
 
 class Language(Kind):
@@ -190,6 +229,9 @@ DEFINITIONS = (
     Definition("site.default_language", "site", Language(), "en", "Default language",
                "Language of each page's main fields; visitors whose language a page lacks see this one."),
     Definition("site.support_email", "site", Email(), "", "Support email", "Shown to customers who need help."),
+    Definition("site.public_url", "site", PublicUrl(), "", "Public URL",
+               "The site's address, e.g. https://www.example.com: canonical links, the sitemap and payment "
+               "return pages use it instead of the Host header a request claims."),
     Definition("storage.backend", "storage", Choice(("disk", "Local disk"), ("s3", "S3 or S3-compatible")),
                "disk", "Storage backend"),
     Definition("storage.s3_bucket", "storage", Text(63), "", "S3 bucket"),
@@ -228,6 +270,9 @@ DEFINITIONS = (
                "Admins without two-factor authentication are sent to set it up before using the admin."),
     Definition("security.require_2fa_support", "security", Boolean(), False, "Require 2FA for support"),
     Definition("security.require_2fa_viewer", "security", Boolean(), False, "Require 2FA for viewers"),
+    Definition("security.admin_allowlist", "security", Networks(), [], "Admin IP allow-list",
+               "Addresses or CIDR blocks (IPv4 and IPv6), comma-separated, that may open /admin, e.g. "
+               "203.0.113.0/24, 2001:db8::/32. Empty: every address. Others get 403 and an audit row."),
     Definition("flags.maintenance", "flags", Boolean(), False, "Maintenance mode",
                "Customers see the maintenance page; staff, the admin and payment webhooks keep working."),
     Definition("flags.maintenance_message", "flags", Text(500),

@@ -5,6 +5,7 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
 from app.services import settings
+from app.services.urls import absolute_url
 
 bp = Blueprint("site", __name__)
 
@@ -48,7 +49,7 @@ def init_app(app):
     app.url_map.converters["slug"] = SlugConverter
     app.register_blueprint(bp)
     app.before_request(gate)
-    app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag})
+    app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url})
 
     @app.errorhandler(403)
     def forbidden(_error):

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
 from app.services import catalog, cms, jobs, payments, permissions, storage
+from app.services.urls import absolute_url
 from app.site import bp
 from app.site.forms import CancelForm, UploadForm
 
@@ -159,7 +160,7 @@ def paypal_return(order_id):
 def billing_portal():
     """Stripe's customer portal: cards, invoices, cancelling a subscription."""
     try:
-        url = payments.billing_portal_url(current_user, url_for("site.account", _external=True))
+        url = payments.billing_portal_url(current_user, absolute_url("site.account"))
     except payments.CheckoutError as exc:
         flash(str(exc), "error")
         return redirect(url_for("site.account"))
