@@ -50,7 +50,7 @@ def init_app(app):
         # X-Forwarded-Host and -Port are left out: the host comes from the request and TRUSTED_HOSTS.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0)
     https = app.config["FORCE_HTTPS"]
-    Talisman(
+    app.extensions["talisman"] = Talisman(
         app,
         content_security_policy=CONTENT_SECURITY_POLICY,
         frame_options="DENY",

@@ -62,3 +62,10 @@ def test_health_endpoints_stay_open_in_maintenance_mode(app, client, ctx):
     assert client.get("/healthz").status_code == 200
     # Not the maintenance page: the readiness report itself (503 here only because no worker runs).
     assert set(client.get("/readyz").get_json()) == {"status", "database", "migrations", "redis", "workers"}
+
+
+def test_health_endpoints_answer_plain_http_where_everything_else_moves_to_https(app, client, monkeypatch):
+    monkeypatch.setattr(app.extensions["talisman"], "force_https", True)
+    assert client.get("/pricing").status_code == 302
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503  # the report itself (no worker runs), not a redirect
