@@ -30,6 +30,12 @@ CONTENT_SECURITY_POLICY = {
 HSTS_SECONDS = 365 * 24 * 3600
 
 
+def view_options(app, view, **options):
+    """Give one view its own header options (Talisman's per-view form), e.g. the sandbox CSP of stored files,
+    which Talisman would otherwise overwrite with the site-wide policy."""
+    app.extensions["talisman"](**options)(view)
+
+
 def admin_gate():
     """Before every request: /admin answers only to the addresses the owner allowed (Settings → Security)."""
     if request.path == "/admin" or request.path.startswith("/admin/"):

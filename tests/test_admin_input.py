@@ -179,22 +179,23 @@ def test_without_a_public_url_links_follow_the_request_host(client, app):
     assert '<link rel="canonical" href="http://localhost/about-us">' in html
 
 
-def test_gateway_return_urls_use_the_public_url_whatever_the_host_header(app, public_site):
+def test_gateway_return_urls_use_the_public_url_whatever_the_host_header(app, public_site, monkeypatch):
     evil = "http://evil.example"
     client = app.test_client()  # every request, cookies included, on the poisoned host
     with StripeAPIServer() as stripe_api:
+        monkeypatch.setitem(app.config, "STRIPE_API_BASE", stripe_api.url)
         with app.app_context():
-            settings.update({"payments.stripe_api_base": stripe_api.url, "payments.stripe_secret_key": "sk_test_contract"})
+            settings.update({"payments.stripe_secret_key": "sk_test_contract"})
             plan = Plan(name="Pro", kind="monthly", price=1900, credits=300, stripe_price_id="price_pro")
             db.session.add(plan)
             db.session.commit()
-            plan_id, user_id = plan.id, make_user("customer").id
+            plan_id, user = plan.id, make_user("customer")
         with client.session_transaction(base_url=evil) as session:
-            session["_user_id"], session["_fresh"] = str(user_id), True
+            session["_user_id"], session["_fresh"] = user.get_id(), True
         with client:
             client.get("/account", base_url=evil)
             token = generate_csrf()
-        resp = client.post(f"/checkout/{plan_id}", data={"csrf_token": token}, base_url=evil)
+        resp = client.post(f"/checkout/{plan_id}", data={"csrf_token": token, "gateway": "stripe"}, base_url=evil)
         assert resp.status_code == 303, resp.headers.get("Location")
         assert client.post("/account/billing", data={"csrf_token": token}, base_url=evil).status_code == 303
         session, portal = stripe_api.form(1), stripe_api.form(2)

@@ -65,7 +65,8 @@ def test_a_failed_job_says_so_plainly_and_the_header_shows_the_refund(app, live_
         assert page.inner_text("#balance") == "3"
 
         p.drain(app)  # the provider fails while the customer watches the page
-        page.wait_for_function("document.getElementById('job-status').textContent === 'failed'")
+        # A selector wait, not wait_for_function: Playwright evaluates string predicates, which the CSP forbids.
+        page.wait_for_selector("#job-status:text-is('failed')")
         assert page.inner_text("#job-error") == (f"We could not process this image. Reference: job #{job_id}. "
                                                  "The 2 credits it cost were refunded to your balance.")
         assert page.inner_text("#balance") == "5"  # updated by the page itself, no reload

@@ -4,6 +4,7 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
+from app import security
 from app.services import settings
 from app.services.urls import absolute_url
 
@@ -48,6 +49,8 @@ def init_app(app):
 
     app.url_map.converters["slug"] = SlugConverter
     app.register_blueprint(bp)
+    # Stored files keep the sandbox policy storage.file_headers gives them: they are never a page of ours.
+    security.view_options(app, routes.job_file, content_security_policy=None)
     app.before_request(gate)
     app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url})
 
