@@ -57,6 +57,8 @@ class Config:
     REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", 30))
     # Base of the exponential pause between provider retries (1×, 2×, 4×…, capped at 10×).
     RETRY_BACKOFF_SECONDS = float(os.environ.get("RETRY_BACKOFF_SECONDS", 1))
+    # How often scheduler.py asks whether the daily backup is due (its time of day is a runtime setting).
+    BACKUP_TICK_SECONDS = int(os.environ.get("BACKUP_TICK_SECONDS", 60))
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
