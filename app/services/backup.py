@@ -467,6 +467,20 @@ def start(backup_id):
         threading.Thread(target=_run_in_thread, args=(app, backup_id), name="backup", daemon=True).start()
 
 
+def make_in_background(actor, with_files=False, destination=None):
+    """The admin's "make one now": request it (audited) and hand it to a worker; returns the Backup row."""
+    backup = request_backup(actor, with_files, destination, trigger="manual")
+    try:
+        start(backup.id)
+    except Exception as exc:  # Redis down or refusing: say so on the row and to the person
+        log.exception("backup %s could not be queued", backup.id)
+        backup.status, backup.error, backup.finished_at = "failed", f"Could not be queued: {exc}"[:2000], utcnow()
+        db.session.commit()
+        raise BackupError(f"The backup could not be handed to a worker ({exc}); check Redis and the workers.") \
+            from None
+    return backup
+
+
 def _run_in_thread(app, backup_id):
     with app.app_context():
         try:
@@ -589,18 +603,21 @@ def last_failure():
     return last if last is not None and last.status == "failed" else None
 
 
-def chunks(backup):
-    """The archive's bytes in chunks, for a streamed download."""
-    if backup.status != "ok" or not backup.ref:
+def download(backup_id, actor=None):
+    """(Backup, the archive's bytes in chunks) for a streamed download; the download is audited."""
+    backup = db.session.get(Backup, backup_id)
+    if backup is None or backup.status != "ok" or not backup.ref:
         raise BackupError("This backup has no archive to download.")
     try:
         stream = storage.open_ref(backup.ref)
     except storage.StorageError as exc:
         raise BackupError(f"The archive cannot be read: {exc}") from None
+    audit.record("download", "Backup", backup.id, actor=actor)
+    db.session.commit()
 
     def generate():
         with contextlib.closing(stream):
             while chunk := stream.read(CHUNK):
                 yield chunk
 
-    return generate()
+    return backup, generate()
