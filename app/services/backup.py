@@ -160,7 +160,8 @@ def _flush(out, digest, lines):
 def _dump_files(conn, archive):
     """Each stored input/output the jobs refer to, plus an index of them (ref, path, size, sha256)."""
     digest, count, missing, total = hashlib.sha256(), 0, 0, 0
-    with archive.open(FILES_INDEX, "w", force_zip64=True) as index:
+    # The index goes to a temp file first: a zip takes one member at a time, and the files come in between.
+    with tempfile.TemporaryFile() as index:
         for table_name, column_name in FILE_REF_COLUMNS:
             table = db.metadata.tables[table_name]
             column = table.c[column_name]
@@ -184,6 +185,9 @@ def _dump_files(conn, archive):
                 line = (_line(entry) + "\n").encode()
                 digest.update(line)
                 index.write(line)
+        index.seek(0)
+        with archive.open(FILES_INDEX, "w", force_zip64=True) as out:
+            shutil.copyfileobj(index, out, CHUNK)
     return {"path": FILES_INDEX, "count": count, "missing": missing, "bytes": total, "sha256": digest.hexdigest()}
 
 
