@@ -121,12 +121,14 @@ def init_backup_commands(app):
 
     @backup_group.command("create")
     @click.option("--with-files", is_flag=True, help="Also carry the stored job inputs and outputs.")
-    @click.option("--to", "destination", type=click.Choice(backup.DESTINATIONS),
-                  help="Where to store it (default: the Backups setting).")
+    @click.option("--to", "destination", type=click.Choice(("local", "s3")),
+                  help="local: this server's disk (STORAGE_DIR/backups); s3: the bucket set in Settings → Storage. "
+                       "Default: the Backups setting.")
     def create(with_files, destination):
         """Make a backup archive now and store it."""
         try:
-            made = backup.make_now(with_files=with_files, destination=destination)
+            made = backup.make_now(with_files=with_files,
+                                   destination={"local": "disk"}.get(destination, destination))
         except backup.BackupError as exc:
             raise click.ClickException(str(exc)) from None
         if made.status != "ok":

@@ -275,7 +275,7 @@ def test_damaged_bytes_are_named_by_table(app, tmp_path):
 def test_cli_create_verify_and_refuse(app, tmp_path):
     populate(app)
     runner = app.test_cli_runner()
-    made = runner.invoke(args=["backup", "create", "--with-files"])
+    made = runner.invoke(args=["backup", "create", "--with-files", "--to", "local"])
     assert made.exit_code == 0, made.output
     with app.app_context():
         row = db.session.scalars(sa.select(Backup)).one()
@@ -297,7 +297,7 @@ def test_admin_makes_downloads_and_deletes_a_backup(app, client):
     with app.app_context():
         login(client, make_user("admin"))
         customer_id = make_user("customer").id
-    resp = post(client, "/admin/backups/new/", {"with_files": "y", "destination": "local"})
+    resp = post(client, "/admin/backups/new/", {"with_files": "y", "destination": "disk"})
     assert resp.status_code == 302
     with app.app_context():
         row = db.session.scalars(sa.select(Backup)).one()
@@ -342,7 +342,7 @@ def test_only_admins_reach_backups(app, client, role):
         backup_id = made.id
     assert client.get(f"/admin/backups/download/?id={backup_id}").status_code == 403
     assert client.get(f"/admin/backups/delete/confirm/?id={backup_id}").status_code == 403
-    assert post(client, "/admin/backups/new/", {"destination": "local"}).status_code == 403
+    assert post(client, "/admin/backups/new/", {"destination": "disk"}).status_code == 403
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Backup)) == 1
 

@@ -17,7 +17,7 @@ class Backup(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))  # the archive's file name
     ref: Mapped[str | None] = mapped_column(sa.String(500))  # storage ref, once stored
-    destination: Mapped[str] = mapped_column(sa.String(8), default="local")  # local | s3
+    destination: Mapped[str] = mapped_column(sa.String(8), default="disk")  # disk | s3
     status: Mapped[str] = mapped_column(sa.String(16), default="queued", index=True)  # queued running ok failed
     trigger: Mapped[str] = mapped_column(sa.String(16), default="manual")  # manual | cli | schedule
     # The day a scheduled backup stands for: unique, so two scheduler ticks can never both make it.

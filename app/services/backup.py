@@ -51,7 +51,8 @@ BATCH_ROWS = 5000
 CHUNK = 1 << 20
 QUEUE_NAME = "neurapix-low"
 TASK_TIMEOUT_SECONDS = 6 * 3600
-DESTINATIONS = ("local", "s3")
+# Where archives are stored, named as the storage setting names its backends.
+DESTINATIONS = ("disk", "s3")
 
 
 class BackupError(RuntimeError):
@@ -602,9 +603,10 @@ def request_backup(actor=None, with_files=False, destination=None, trigger="manu
     """Record a backup to make, audited; the caller makes it now (run) or hands it to a worker (start)."""
     destination = destination or settings.get("backups.destination")
     if destination not in DESTINATIONS:
-        raise BackupError(f"Unknown destination {destination!r}: use local or s3.")
+        raise BackupError(f"Unknown destination {destination!r}: use disk or s3.")
     if destination == "s3" and not settings.get("storage.s3_bucket"):
-        raise BackupError("No S3 bucket is set (Admin → Settings → Storage): set one, or back up to local disk.")
+        raise BackupError("No S3 bucket is set (Admin → Settings → Storage): set one, or back up to this "
+                          "server's disk.")
     backup = Backup(name=_archive_name(utcnow()), destination=destination, trigger=trigger, with_files=with_files,
                     status="queued", requested_by=getattr(actor, "email", None))
     db.session.add(backup)

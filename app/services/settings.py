@@ -230,9 +230,9 @@ DEFINITIONS = (
     Definition("backups.time_of_day", "backups", Choice(*[(f"{h:02d}:00", f"{h:02d}:00 UTC") for h in range(24)]),
                "03:00", "Time of day (UTC)"),
     Definition("backups.keep", "backups", Integer(1, 365), 7, "Daily backups kept"),
-    Definition("backups.destination", "backups", Choice(("local", "This server's disk"),
+    Definition("backups.destination", "backups", Choice(("disk", "This server's disk"),
                                                         ("s3", "S3 (the bucket set under Storage)")),
-               "local", "Store backups on"),
+               "disk", "Store backups on"),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 

@@ -243,7 +243,7 @@ def delete(ref):
 
 
 def destination(name):
-    """The backend named by a backup destination: "local" (this server's disk) or "s3"."""
+    """The backend named by a backup destination: "disk" (this server's) or "s3"."""
     return _backend(S3Storage.scheme if name == "s3" else FilesystemStorage.scheme)
 
 
