@@ -172,3 +172,8 @@ def init_backup_commands(app):
         click.echo(f"Restored {sum(t['rows'] for t in manifest['tables'])} rows in {len(manifest['tables'])} "
                    f"tables" + (f" and {manifest['files_restored']} files" if "files_restored" in manifest else "")
                    + f" from a backup made {manifest['created_at']}.")
+        for ref, why in manifest.get("files_failed", []):
+            click.echo(f"Not put back: {ref}: {why}", err=True)
+        if manifest.get("files_failed"):
+            raise click.ClickException(f"The database is restored, but {len(manifest['files_failed'])} stored "
+                                       f"file(s) could not be put back (listed above): copy them by hand.")

@@ -496,3 +496,20 @@ def test_backup_excludes_its_own_records_and_a_secret_stays_ciphertext(app, tmp_
     assert app.config["ENCRYPTION_KEY"].split(",")[0].encode() not in text
     with app.app_context():
         assert db.session.get(Setting, "payments.stripe_secret_key").value.encode() in text
+
+
+def test_files_on_s3_are_put_back_with_the_restored_storage_settings(app, empty_databases, s3, tmp_path):
+    endpoint, s3_client, bucket = s3
+    with app.app_context():
+        use_s3(endpoint, bucket, **{"storage.backend": "s3"})
+        user = make_user("customer")
+        ref = storage.save(b"an output on s3", ".png")
+        db.session.add(Job(user_id=user.id, function_key="enhance", output_ref=ref))
+        db.session.commit()
+    archive_of(app, tmp_path / "a.zip")
+    key = ref.split("/", 1)[1]
+    s3_client.delete_object(Bucket=bucket, Key=key)
+    # The new server knows nothing of S3 until the archive's settings are in its database.
+    restored = restore_into(empty_databases("sqlite"), tmp_path / "a.zip")
+    assert restored["files_restored"] == 1 and restored["files_failed"] == []
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"an output on s3"

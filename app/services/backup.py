@@ -561,21 +561,28 @@ def _reset_sequences(conn):
 
 
 def _restore_files(archive):
-    restored = 0
+    """Put each carried file back under its ref; returns (restored, [(ref, why) for files that could not be])."""
+    restored, failed = 0, []
     for line in _lines(archive, FILES_INDEX, "the stored files' index"):
         item = json.loads(line)
         if item.get("missing"):
             continue
         try:
             storage.write_ref(item["ref"], _check_file(archive, item))
-        except storage.StorageError as exc:
-            raise BackupError(f"Could not put back stored file {item['ref']}: {exc}") from None
-        restored += 1
-    return restored
+        except (storage.StorageError, BackupError) as exc:
+            log.error("restore: stored file %s not put back: %s", item["ref"], exc)
+            failed.append((item["ref"], str(exc)))
+        else:
+            restored += 1
+    return restored, failed
 
 
 def restore(source, with_files=True):
-    """Load an archive into this (empty, migrated) database in one transaction: all of it or nothing."""
+    """Load an archive into this (empty, migrated) database in one transaction: all of it or nothing.
+
+    Stored files follow once the rows are committed (an S3 file needs the restored storage settings); a file
+    that cannot be put back is reported in manifest["files_failed"], the database stays restored.
+    """
     with open_archive(source) as archive:
         manifest = read_manifest(archive)
         with db.engine.begin() as conn:
@@ -586,9 +593,11 @@ def restore(source, with_files=True):
                 _reset_sequences(conn)
             if manifest["files"] and with_files:
                 _check_member(archive, manifest["files"], "the stored files' index")
-                manifest["files_restored"] = _restore_files(archive)
-    log.info("restore: %s rows from %s (revision %s)", sum(t["rows"] for t in manifest["tables"]), source,
-             manifest["alembic_revision"])
+        log.info("restore: %s rows from %s (revision %s)", sum(t["rows"] for t in manifest["tables"]), source,
+                 manifest["alembic_revision"])
+        if manifest["files"] and with_files:
+            db.session.remove()  # read the restored settings, not what this session saw before
+            manifest["files_restored"], manifest["files_failed"] = _restore_files(archive)
     return manifest
 
 
