@@ -513,3 +513,30 @@ def test_files_on_s3_are_put_back_with_the_restored_storage_settings(app, empty_
     restored = restore_into(empty_databases("sqlite"), tmp_path / "a.zip")
     assert restored["files_restored"] == 1 and restored["files_failed"] == []
     assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"an output on s3"
+
+
+def test_memory_stays_flat_however_many_rows(app, empty_databases, tmp_path):
+    import tracemalloc
+
+    rows = 40_000
+    with app.app_context():
+        user = make_user("customer")
+        db.session.execute(sa.text(
+            "INSERT INTO jobs (user_id, function_key, status, input_meta, credits_charged, attempts, created_at) "
+            "SELECT :user, 'enhance', 'done', CAST('{\"width\": 20, \"format\": \"PNG\"}' AS jsonb), 1, 1, now() "
+            "FROM generate_series(1, :rows)"), {"user": user.id, "rows": rows})
+        db.session.commit()
+    target = empty_databases("postgresql")
+    tracemalloc.start()
+    try:
+        archive_of(app, tmp_path / "a.zip", with_files=False)
+        backup_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        restore_into(target, tmp_path / "a.zip")
+        restore_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counts(target)["jobs"] == rows
+    # Every row held at once would take well over 40 MB; batches of two thousand take a few.
+    assert backup_peak < 15_000_000, backup_peak
+    assert restore_peak < 15_000_000, restore_peak

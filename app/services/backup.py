@@ -47,7 +47,7 @@ FILES_INDEX = "files.jsonl"
 EXCLUDED_TABLES = frozenset({Backup.__tablename__})
 # Columns holding storage refs of files a backup "with files" carries (job inputs and outputs).
 FILE_REF_COLUMNS = (("jobs", "input_ref"), ("jobs", "output_ref"))
-BATCH_ROWS = 5000
+BATCH_ROWS = 2000
 CHUNK = 1 << 20
 QUEUE_NAME = "neurapix-low"
 TASK_TIMEOUT_SECONDS = 6 * 3600
@@ -178,11 +178,11 @@ def _dump_table(conn, archive, table, index):
 
 class _Writer:
     """Hashes, compresses and writes chunks of lines on a thread of its own (zlib and hashlib release the GIL),
-    while the caller encodes the next ones. At most a few chunks wait in memory."""
+    while the caller encodes the next ones. At most two chunks wait in memory."""
 
     def __init__(self, out, digest):
         self.out, self.digest, self.error = out, digest, None
-        self.handoff = Handoff(maxsize=4)
+        self.handoff = Handoff(maxsize=2)
         self.thread = threading.Thread(target=self._drain, name="backup-writer", daemon=True)
 
     def _drain(self):
@@ -217,8 +217,8 @@ class _Writer:
 
 def _read_ahead(result):
     """The result's batches, fetched one ahead by a thread: PostgreSQL makes the next batch while this one is
-    encoded and compressed (the driver releases the GIL while it waits). At most two batches wait in memory."""
-    handoff, stop = Handoff(maxsize=2), threading.Event()
+    encoded and compressed (the driver releases the GIL while it waits). At most one batch waits in memory."""
+    handoff, stop = Handoff(maxsize=1), threading.Event()
 
     def produce():
         try:
