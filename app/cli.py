@@ -107,13 +107,6 @@ def init_app(app):
                        f"created; reset it with: flask create-admin --email {DEMO_ADMIN_EMAIL} --password …)")
 
 
-def _size(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def init_backup_commands(app):
     @app.cli.group("backup")
     def backup_group():
@@ -133,7 +126,8 @@ def init_backup_commands(app):
             raise click.ClickException(str(exc)) from None
         if made.status != "ok":
             raise click.ClickException(f"Backup {made.name} failed: {made.error}")
-        click.echo(f"Backup {made.name}: {made.total_rows} rows, {_size(made.size_bytes)}, stored at {made.ref}")
+        click.echo(f"Backup {made.name}: {made.total_rows} rows, {backup.human_size(made.size_bytes)}, "
+                   f"stored at {made.ref}")
         if made.ref.startswith("fs:"):
             click.echo(f"File: {os.path.join(app.config['STORAGE_DIR'], made.ref[3:])}")
 
@@ -145,7 +139,7 @@ def init_backup_commands(app):
             click.echo("No backups yet: make one with `flask backup create`.")
         for b in rows:
             click.echo(f"{b.id:>5}  {b.created_at:%Y-%m-%d %H:%M}  {b.status:<7} {b.trigger:<8} "
-                       f"{_size(b.size_bytes or 0):>9}  {b.total_rows:>10} rows  {b.ref or b.error or ''}")
+                       f"{backup.human_size(b.size_bytes):>9}  {b.total_rows:>10} rows  {b.ref or b.error or ''}")
 
     @backup_group.command("verify")
     @click.argument("archive")

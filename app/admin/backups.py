@@ -14,15 +14,6 @@ from app.services import backup, settings
 STATUS_BADGES = {"ok": "success", "failed": "danger", "running": "info", "queued": "secondary"}
 
 
-def human_size(n):
-    if n is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def _status(_view, _context, row, _name):
     badge = Markup('<span class="badge badge-{}">{}</span>').format(STATUS_BADGES.get(row.status, "light"), row.status)
     return badge + (Markup(' <small class="text-danger">{}</small>').format(row.error) if row.error else "")
@@ -45,7 +36,8 @@ class BackupView(RoleModelView):
                            "alembic_revision", "ref", "requested_by", "created_at", "finished_at", "error")
     column_labels = {"size_bytes": "Size", "total_rows": "Rows", "row_counts": "Rows per table",
                      "with_files": "Files", "alembic_revision": "Revision", "ref": "Stored at"}
-    column_formatters = {"status": _status, "size_bytes": lambda _v, _c, row, _n: human_size(row.size_bytes),
+    column_formatters = {"status": _status,
+                         "size_bytes": lambda _v, _c, row, _n: backup.human_size(row.size_bytes),
                          "total_rows": lambda _v, _c, row, _n: row.total_rows if row.row_counts else ""}
     column_formatters_detail = {**column_formatters, "row_counts": _row_counts}
     column_filters = ("status", "trigger", "created_at")
@@ -80,7 +72,7 @@ class BackupView(RoleModelView):
         row = self.get_one(request.args.get("id", ""))
         if row is None:
             abort(404)
-        return self.render("admin/backup_delete.html", row=row, size=human_size(row.size_bytes),
+        return self.render("admin/backup_delete.html", row=row, size=backup.human_size(row.size_bytes),
                            list_url=self.get_url(".index_view"))
 
     def delete_model(self, model):

@@ -2,8 +2,9 @@
 and restored as streams into an empty SQLite or PostgreSQL database; listed, verified, deleted, scheduled, pruned.
 
 Every table of the metadata is carried, in dependency order, so tables added later are backed up without a change
-here. Values are written portably (datetimes ISO in UTC, Decimal as text, bytes base64, JSON as JSON) and
-canonically (sorted keys, rows by primary key), so one database gives the same checksums on either engine.
+here: a header line naming the columns, then one JSON array of values per row. Values are written portably
+(datetimes ISO in UTC, Decimal as text, bytes base64, JSON as JSON) and canonically (rows by primary key, object
+keys sorted, no spaces), so the same rows give the same checksums whichever engine they were read from.
 Secrets stay the ciphertext they are in the database; the manifest names the key that reads them by fingerprint.
 """
 import base64
@@ -421,7 +422,7 @@ def _bind_type(column):
     return column.type
 
 
-def check_target(manifest, conn):
+def _check_target(manifest, conn):
     """Refuse a restore that would mix data or lose secrets: same revision, empty tables, a key that reads them."""
     fingerprint = manifest["encryption_key_fingerprint"]
     if fingerprint not in {key_fingerprint(k) for k in _configured_keys()}:
@@ -586,7 +587,7 @@ def restore(source, with_files=True):
     with open_archive(source) as archive:
         manifest = read_manifest(archive)
         with db.engine.begin() as conn:
-            check_target(manifest, conn)
+            _check_target(manifest, conn)
             for entry in manifest["tables"]:
                 _load_table(conn, archive, entry)
             if conn.dialect.name == "postgresql":
@@ -602,6 +603,16 @@ def restore(source, with_files=True):
 
 
 # --- backups of this server: request, make, list, delete, schedule, prune ---
+
+
+def human_size(n):
+    """An archive's size as a person reads it: 812 B, 4.4 KB, 1.2 GB."""
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 def _archive_name(now):
