@@ -540,3 +540,36 @@ def test_memory_stays_flat_however_many_rows(app, empty_databases, tmp_path):
     # Every row held at once would take well over 40 MB; batches of two thousand take a few.
     assert backup_peak < 15_000_000, backup_peak
     assert restore_peak < 15_000_000, restore_peak
+
+
+def test_an_archive_whose_rows_break_a_rule_restores_nothing(app, empty_databases, tmp_path):
+    """A well-formed archive (checksums right) holding two emails equal but for case: the unique index on
+    lower(email), built again after the load, refuses it and the whole restore rolls back."""
+    import hashlib
+    import json
+
+    populate(app)
+    archive_of(app, tmp_path / "a.zip", with_files=False)
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    users = next(t for t in manifest["tables"] if t["name"] == "users")
+
+    def twin(name, data):
+        if name == users["path"]:
+            header, first = data.split(b"\n")[:2]
+            row = json.loads(first)
+            row[0] += 1000
+            row[1] = row[1].upper()
+            data += json.dumps(row, separators=(",", ":")).encode() + b"\n"
+            users.update(rows=users["rows"] + 1, sha256=hashlib.sha256(data).hexdigest())
+        return data
+
+    _rewrite(tmp_path / "a.zip", tmp_path / "tmp.zip", twin)
+    _rewrite(tmp_path / "tmp.zip", tmp_path / "twin.zip",
+             lambda name, data: json.dumps(manifest).encode() if name == "manifest.json" else data)
+    with app.app_context():
+        backup.verify(str(tmp_path / "twin.zip"))  # intact as a file
+    target = empty_databases("postgresql")
+    with pytest.raises(backup.BackupError, match="break a rule of this database"):
+        restore_into(target, tmp_path / "twin.zip")
+    assert not any(counts(target).values())
