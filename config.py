@@ -98,6 +98,9 @@ class Config:
     LOGIN_IP_LIMIT = os.environ.get("LOGIN_IP_LIMIT", "30 per minute")
     LOGIN_ACCOUNT_LIMIT = os.environ.get("LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes")
 
+    # How often scheduler.py asks whether the daily backup is due (its time of day is a runtime setting).
+    BACKUP_TICK_SECONDS = int(os.environ.get("BACKUP_TICK_SECONDS", 60))
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True

@@ -6,6 +6,9 @@ from flask import Flask
 
 from config import INSTANCE_DIR, configs
 
+# Recorded in every backup archive, so an owner knows which release reads it.
+__version__ = "0.13.0"
+
 
 def create_app(config_name=None):
     config_name = config_name or os.environ.get("NEURAPIX_ENV") or "development"

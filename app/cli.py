@@ -1,4 +1,5 @@
-"""Operator commands: flask create-admin, flask seed-demo, flask rotate-keys."""
+"""Operator commands: flask create-admin, flask seed-demo, flask rotate-keys, flask backup …."""
+import os
 import secrets
 
 import click
@@ -7,7 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts, credits, crypto, passwords, settings
+from app.services import accounts, backup, credits, crypto, passwords, settings
 
 # RFC 2606 example domain: the login form's email check (services.accounts.normalise_email) accepts it,
 # unlike special-use names such as .local.
@@ -51,6 +52,8 @@ def _save_staff(email, password, role):
 
 
 def init_app(app):
+    init_backup_commands(app)
+
     @app.cli.command("create-admin")
     @click.option("--email", required=True)
     @click.option("--password", required=True)
@@ -111,3 +114,69 @@ def init_app(app):
         else:
             click.echo(f"Demo data is in place. Admin login: {DEMO_ADMIN_EMAIL} (password shown when it was "
                        f"created; reset it with: flask create-admin --email {DEMO_ADMIN_EMAIL} --password …)")
+
+
+def init_backup_commands(app):
+    @app.cli.group("backup")
+    def backup_group():
+        """Portable backups: create, list, verify and restore archives (see README → Backups)."""
+
+    @backup_group.command("create")
+    @click.option("--with-files", is_flag=True, help="Also carry the stored job inputs and outputs.")
+    @click.option("--to", "destination", type=click.Choice(("local", "s3")),
+                  help="local: this server's disk (STORAGE_DIR/backups); s3: the bucket set in Settings → Storage. "
+                       "Default: the Backups setting.")
+    def create(with_files, destination):
+        """Make a backup archive now and store it."""
+        try:
+            made = backup.make_now(with_files=with_files,
+                                   destination={"local": "disk"}.get(destination, destination))
+        except backup.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+        if made.status != "ok":
+            raise click.ClickException(f"Backup {made.name} failed: {made.error}")
+        click.echo(f"Backup {made.name}: {made.total_rows} rows, {backup.human_size(made.size_bytes)}, "
+                   f"stored at {made.ref}")
+        if made.ref.startswith("fs:"):
+            click.echo(f"File: {os.path.join(app.config['STORAGE_DIR'], made.ref[3:])}")
+
+    @backup_group.command("list")
+    def list_backups():
+        """The backups this server has made, newest first."""
+        rows = backup.recent(limit=1000)
+        if not rows:
+            click.echo("No backups yet: make one with `flask backup create`.")
+        for b in rows:
+            click.echo(f"{b.id:>5}  {b.created_at:%Y-%m-%d %H:%M}  {b.status:<7} {b.trigger:<8} "
+                       f"{backup.human_size(b.size_bytes):>9}  {b.total_rows:>10} rows  {b.ref or b.error or ''}")
+
+    @backup_group.command("verify")
+    @click.argument("archive")
+    def verify(archive):
+        """Check every checksum of an archive (a file path or a stored ref)."""
+        try:
+            manifest = backup.verify(archive)
+        except backup.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+        files = manifest["files"]
+        click.echo(f"OK: {len(manifest['tables'])} tables, {sum(t['rows'] for t in manifest['tables'])} rows"
+                   + (f", {files['count']} files" if files else "")
+                   + f"; revision {manifest['alembic_revision']}, made {manifest['created_at']}.")
+
+    @backup_group.command("restore")
+    @click.argument("archive")
+    @click.option("--skip-files", is_flag=True, help="Restore the database only, not the stored files.")
+    def restore(archive, skip_files):
+        """Restore an archive into this EMPTY database, migrated to the archive's revision."""
+        try:
+            manifest = backup.restore(archive, with_files=not skip_files)
+        except backup.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"Restored {sum(t['rows'] for t in manifest['tables'])} rows in {len(manifest['tables'])} "
+                   f"tables" + (f" and {manifest['files_restored']} files" if "files_restored" in manifest else "")
+                   + f" from a backup made {manifest['created_at']}.")
+        for ref, why in manifest.get("files_failed", []):
+            click.echo(f"Not put back: {ref}: {why}", err=True)
+        if manifest.get("files_failed"):
+            raise click.ClickException(f"The database is restored, but {len(manifest['files_failed'])} stored "
+                                       f"file(s) could not be put back (listed above): copy them by hand.")

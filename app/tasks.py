@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each job a fresh database session and call services."""
 from app.extensions import db
-from app.services import jobs
+from app.services import backup, jobs
 
 
 def process_job(job_id):
@@ -8,4 +8,19 @@ def process_job(job_id):
         jobs.run(job_id)
     finally:
         # Nothing read for one job may be reused by the next: admin edits apply at once.
+        db.session.remove()
+
+
+def make_backup(backup_id):
+    try:
+        backup.run(backup_id)
+    finally:
+        db.session.remove()
+
+
+def backup_tick():
+    """Enqueued by scheduler.py every BACKUP_TICK_SECONDS: makes the daily backup when it is due."""
+    try:
+        backup.run_due()
+    finally:
         db.session.remove()

@@ -20,6 +20,8 @@ ROLES = ("admin", "support", "viewer", "customer", "anonymous")
 # view offers.
 SUPPORT_MAY = {"users": {"list", "edit"}, "jobs": {"list", "action:retry", "action:cancel"},
                "payments": {"list"}, "orders": {"list"}, "ledger": {"list"}}
+# Views for the admin alone: support and viewer get 403 even for reading (a backup holds every row).
+ADMIN_ONLY = {"backups"}
 
 
 def model_views(app):
@@ -50,6 +52,8 @@ def _offered(app, view, op):
 def allowed(role, endpoint, op):
     if role == "admin":
         return True
+    if endpoint in ADMIN_ONLY:
+        return False
     if role == "viewer":
         return op in ("list", "details")
     if role == "support":

@@ -2,7 +2,9 @@
 import sqlalchemy as sa
 from flask_admin import Admin, expose
 from flask_admin.theme import Bootstrap4Theme
+from flask_login import current_user
 
+from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
@@ -11,7 +13,8 @@ from app.admin.history import AuditLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
+from app.models import AIFunction, AuditLog, Backup, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
+from app.services import backup
 
 
 class DashboardView(ProtectedIndexView):
@@ -26,7 +29,9 @@ class DashboardView(ProtectedIndexView):
             "jobs_queued": count(sa.select(sa.func.count()).where(Job.status.in_(("queued", "processing")))),
             "jobs_failed": count(sa.select(sa.func.count()).where(Job.status == "failed")),
         }
-        return self.render("admin/dashboard.html", stats=stats)
+        # Backups are the owner's business: only admins see that the last one failed.
+        failed_backup = backup.last_failure() if current_user.role == "admin" else None
+        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup)
 
 
 def init_app(app):
@@ -49,6 +54,7 @@ def init_app(app):
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
+    admin.add_view(BackupView(Backup, db, name="Backups", category="Security", endpoint="backups"))
     admin.init_app(app)
     app.extensions["neurapix_admin"] = admin
     return admin

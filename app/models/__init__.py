@@ -1,5 +1,6 @@
 """All tables, imported here so Alembic and the admin see every model."""
 from app.models.audit import AuditLog
+from app.models.backups import Backup
 from app.models.billing import CreditLedger, Order, Payment, Plan, WebhookEvent
 from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
@@ -8,6 +9,6 @@ from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent",
 ]

@@ -221,6 +221,9 @@ GROUPS = (
     ("security", "Security", "Secrets on this page and on providers are encrypted at rest with the server's "
                              "ENCRYPTION_KEY; the command flask rotate-keys re-encrypts them under a new key."),
     ("flags", "Feature flags and maintenance", ""),
+    ("backups", "Backups", "A daily backup archive of the whole database (Admin → Backups), kept on this server's "
+                           "disk or in the S3 bucket set under Storage. The oldest daily archives beyond the number "
+                           "kept are deleted after each successful one; archives made by hand stay until deleted."),
 )
 
 DEFINITIONS = (
@@ -282,6 +285,14 @@ DEFINITIONS = (
     Definition("flags.function_pages_off", "flags", FunctionPages(), [], "Function pages",
                "Ticked functions have their page on the site. Unticking hides the page only; the function "
                "itself stays enabled (see Catalog → AI functions)."),
+    Definition("backups.enabled", "backups", Boolean(), False, "Daily backup",
+               "Needs the scheduler process (Procfile: scheduler) and a worker running."),
+    Definition("backups.time_of_day", "backups", Choice(*[(f"{h:02d}:00", f"{h:02d}:00 UTC") for h in range(24)]),
+               "03:00", "Time of day (UTC)"),
+    Definition("backups.keep", "backups", Integer(1, 365), 7, "Daily backups kept"),
+    Definition("backups.destination", "backups", Choice(("disk", "This server's disk"),
+                                                        ("s3", "S3 (the bucket set under Storage)")),
+               "disk", "Store backups on"),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 
@@ -365,6 +376,8 @@ def parse_form(form):
             errors[d.key] = str(exc)
     if values.get("storage.backend") == "s3" and not values.get("storage.s3_bucket"):
         errors["storage.s3_bucket"] = "Name the bucket new files go to, or keep the local backend."
+    if values.get("backups.destination") == "s3" and not values.get("storage.s3_bucket"):
+        errors["backups.destination"] = "Set the S3 bucket under Storage first, or keep backups on this server's disk."
     if errors:
         raise SettingError(errors)
     return values

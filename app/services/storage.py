@@ -5,6 +5,7 @@ stay readable from the backend that wrote them after the owner switches backends
 """
 import mimetypes
 import os
+import shutil
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -98,6 +99,29 @@ class FilesystemStorage(Storage):
     def delete(self, ref):
         self._path(ref).unlink(missing_ok=True)
 
+    def put_file(self, name, path):
+        """Move a finished local file in under `name` (backups); return its ref."""
+        ref = f"{self.scheme}:{name}"
+        target = self._path(ref)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".part")
+        shutil.move(path, tmp)
+        os.replace(tmp, target)
+        return ref
+
+    def open(self, ref):
+        """A binary stream of the file, for files too large to hold in memory."""
+        try:
+            return self._path(ref).open("rb")
+        except FileNotFoundError:
+            raise StorageError(f"Stored file is missing: {ref}") from None
+
+    def write(self, ref, data):
+        """Put bytes back under exactly this ref (a restore brings files home where their refs say)."""
+        path = self._path(ref)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
 
 class S3Storage(Storage):
     """Objects in a bucket through boto3; the ref names its bucket, so a later bucket change keeps old files."""
@@ -131,6 +155,22 @@ class S3Storage(Storage):
         bucket, key = self._location(ref)
         self._call("delete from", self.client.delete_object, Bucket=bucket, Key=key)
 
+    def put_file(self, name, path):
+        """Upload a local file under key `name` (multipart when large, never read whole); return its ref."""
+        if not self.bucket:
+            raise StorageError("The S3 backend is selected but no bucket is set (Admin → Settings → Storage).")
+        self._call("write to", self.client.upload_file, Filename=str(path), Bucket=self.bucket, Key=name)
+        os.unlink(path)
+        return f"{self.scheme}:{self.bucket}/{name}"
+
+    def open(self, ref):
+        bucket, key = self._location(ref)
+        return self._call("read", self.client.get_object, Bucket=bucket, Key=key)["Body"]
+
+    def write(self, ref, data):
+        bucket, key = self._location(ref)
+        self._call("write to", self.client.put_object, Bucket=bucket, Key=key, Body=data)
+
     def url(self, ref, download_name=None, content_type=None):
         bucket, key = self._location(ref)
         # The CDN fronts the configured bucket only; files left in an earlier bucket get presigned URLs.
@@ -143,10 +183,13 @@ class S3Storage(Storage):
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
 
     def _call(self, verb, method, **kwargs):
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return method(**kwargs)
+        except S3UploadFailedError as exc:
+            raise StorageError(f"S3 refused to {verb} {kwargs['Bucket']}/{kwargs.get('Key', '')}: {exc}") from None
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             raise StorageError(f"S3 refused to {verb} {kwargs['Bucket']}/{kwargs.get('Key', '')}: {code} "
@@ -221,6 +264,20 @@ def read(ref):
 def delete(ref):
     if _scheme(ref) in (FilesystemStorage.scheme, S3Storage.scheme):
         _backend(_scheme(ref)).delete(ref)
+
+
+def destination(name):
+    """The backend named by a backup destination: "disk" (this server's) or "s3"."""
+    return _backend(S3Storage.scheme if name == "s3" else FilesystemStorage.scheme)
+
+
+def open_ref(ref):
+    """A binary stream of a stored file (read it in chunks; close it when done)."""
+    return _backend(_scheme(ref)).open(ref)
+
+
+def write_ref(ref, data):
+    _backend(_scheme(ref)).write(ref, data)
 
 
 def url_for_ref(ref, download_name=None, content_type=None):
