@@ -10,12 +10,10 @@ import uuid
 import zipfile
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask_migrate import downgrade, upgrade
-from moto.server import ThreadedMotoServer
 from rq import Queue
 from werkzeug.datastructures import MultiDict
 
@@ -365,22 +363,9 @@ def test_a_failed_backup_shows_on_the_admin_dashboard(app, client, s3):
 # --- S3 and the daily schedule ---
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(s3_endpoint):
-    name = f"neurapix-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    client.create_bucket(Bucket=name)
-    return s3_endpoint, client, name
+def s3(s3_endpoint, s3_bucket):
+    return (s3_endpoint, *s3_bucket)
 
 
 def use_s3(endpoint, bucket, **extra):

@@ -2,12 +2,9 @@
 the admin sends the next job's files to the bucket (in this process and in a running worker.py), old files stay
 readable where they are, and downloads go through a CDN URL or a presigned URL."""
 import io
-import uuid
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from app import create_app
 from app.extensions import db
@@ -22,22 +19,9 @@ from tests.workers import WorkerProcess, wait_for
 SOURCE = image_bytes(size=(40, 30))
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def bucket(s3_endpoint):
-    name = f"neurapix-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=name)
-    return s3, name
+def bucket(s3_bucket):
+    return s3_bucket
 
 
 @pytest.fixture(scope="module")
