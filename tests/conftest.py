@@ -2,6 +2,7 @@
 
 Tests talk to real PostgreSQL (and Redis where jobs run); nothing is faked in our own code path.
 """
+import atexit
 import ipaddress
 import os
 import socket
@@ -75,7 +76,18 @@ def flush_redis():
     conn.set(REDIS_CLAIM_KEY, TEST_DB_NAME, ex=4 * 3600)
 
 
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or _claim_redis_db()
+def _release_redis_claim():
+    """Give the claimed db back when the run ends, whichever tests it ran (not only those with a database)."""
+    conn = redis.Redis.from_url(os.environ["REDIS_URL"])
+    if conn.get(REDIS_CLAIM_KEY) == TEST_DB_NAME.encode():
+        conn.delete(REDIS_CLAIM_KEY)
+
+
+if os.environ.get("TEST_REDIS_URL"):
+    os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+else:
+    os.environ["REDIS_URL"] = _claim_redis_db()
+    atexit.register(_release_redis_claim)
 os.environ["ENCRYPTION_KEY"] = Fernet.generate_key().decode()
 os.environ["STORAGE_DIR"] = tempfile.mkdtemp(prefix="neurapix-storage-")
 os.environ["RETRY_BACKOFF_SECONDS"] = "0.01"
