@@ -1,4 +1,4 @@
-"""RQ entry points: thin wrappers that give each job a fresh database session and call services."""
+"""RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
 from app.services import jobs
 
@@ -8,4 +8,11 @@ def process_job(job_id):
         jobs.run(job_id)
     finally:
         # Nothing read for one job may be reused by the next: admin edits apply at once.
+        db.session.remove()
+
+
+def check_job(job_id, claim, polls=0):
+    try:
+        jobs.check(job_id, claim, polls)
+    finally:
         db.session.remove()

@@ -21,7 +21,7 @@ from app.models import AIFunction, FunctionFallback, Provider
 from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
 from app.providers.base import ProviderError
-from app.services import audit, catalog, jobs, provider_checks
+from app.services import audit, catalog, provider_checks, provider_setup
 from app.services.crypto import decrypt_json, encrypt_json, mask, merge_secrets
 
 SECRET = "secret__"
@@ -61,7 +61,7 @@ def _json_object(_form, field):
 
 
 def _schema_errors(key, merged):
-    errors = jobs.config_errors(registry.plugin_class(key), merged)
+    errors = provider_setup.config_errors(registry.plugin_class(key), merged)
     if errors:
         raise ValidationError(" · ".join(errors[:5]))
 
@@ -141,7 +141,7 @@ class AIFunctionView(ToolsView):
             provider = form.provider.data
             if provider is not None and isinstance(field.data, dict):
                 _no_credentials(provider.key, field.data, catalog.PROVIDER_SECRETS)
-                _schema_errors(provider.key, jobs.merged_config(provider, field.data))
+                _schema_errors(provider.key, provider_setup.merged_config(provider, field.data))
 
         form_class.validate_provider_config = validate_provider_config
         return form_class
@@ -152,7 +152,7 @@ class AIFunctionView(ToolsView):
                                        if p.key in registry.available()}, "provider")
         if obj is not None and obj.provider is not None:
             try:
-                config = jobs.effective_config(obj.provider, obj.provider_config)
+                config = provider_setup.effective_config(obj.provider, obj.provider_config)
                 where = {k: "this function" if k in (obj.provider_config or {}) else obj.provider.name
                          for k in ("timeout", "retries")}
                 form.provider_config.description = (
@@ -177,7 +177,7 @@ class AIFunctionView(ToolsView):
             if leak:
                 raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {leak}")
             try:
-                jobs.effective_config(step.provider, step.provider_config)
+                provider_setup.effective_config(step.provider, step.provider_config)
             except (ProviderError, registry.UnknownProvider) as exc:
                 raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {exc}") from None
         super().on_model_change(form, model, is_created)

@@ -190,6 +190,9 @@ DEFINITIONS = (
     Definition("site.default_language", "site", Language(), "en", "Default language",
                "Language of each page's main fields; visitors whose language a page lacks see this one."),
     Definition("site.support_email", "site", Email(), "", "Support email", "Shown to customers who need help."),
+    Definition("site.public_url", "site", Url(), "", "Public URL",
+               "This site's address on the internet, e.g. https://app.example.com. When set, providers report "
+               "finished jobs to it by webhook; without it, jobs are finished by polling the provider."),
     Definition("storage.backend", "storage", Choice(("disk", "Local disk"), ("s3", "S3 or S3-compatible")),
                "disk", "Storage backend"),
     Definition("storage.s3_bucket", "storage", Text(63), "", "S3 bucket"),

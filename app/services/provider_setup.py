@@ -1,0 +1,93 @@
+"""Turning provider rows and a function's overrides into callable configurations: merge, schema validation,
+secrets (decrypted only here; stored encrypted), the function's fallback chain and how long a step may take.
+
+Used by the job lifecycle, Test provider and the admin forms alike, so each rule is written once.
+"""
+import functools
+
+import jsonschema
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import Provider
+from app.providers import registry
+from app.providers.base import ProviderError, request_timeout
+from app.services.crypto import decrypt_json, encrypt_json
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(plugin):
+    """One compiled validator per plugin class: checking the schema itself on every job is slow."""
+    cls = jsonschema.validators.validator_for(plugin.config_schema)
+    cls.check_schema(plugin.config_schema)
+    return cls(plugin.config_schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def config_errors(plugin, config):
+    """Every way `config` breaks the plugin's schema, as "field: message", most relevant first."""
+    errors = sorted(_validator(plugin).iter_errors(config), key=jsonschema.exceptions.relevance)
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or 'config'}: {e.message}" for e in errors]
+
+
+def merged_config(provider, overrides, secrets=None):
+    """Provider defaults ⊕ provider config ⊕ the function's overrides (params merged), plus secrets
+    (decrypted from the provider unless given)."""
+    plugin = registry.plugin_class(provider.key)
+    base, extra = provider.config or {}, overrides or {}
+    merged = {**plugin.defaults(), **base, **extra}
+    merged["params"] = {**base.get("params", {}), **extra.get("params", {})}
+    merged.update(decrypt_json(provider.secrets) if secrets is None else secrets)
+    return merged
+
+
+def effective_config(provider, overrides, secrets=None):
+    """merged_config, validated against the plugin's schema; ProviderError names the first bad field."""
+    plugin = registry.plugin_class(provider.key)
+    merged = merged_config(provider, overrides, secrets)
+    errors = config_errors(plugin, merged)
+    if errors:
+        raise ProviderError(f"Invalid {plugin.name} config at {errors[0]}")
+    return merged
+
+
+def _with_output_format(fn, provider, config):
+    """Plugins that encode the result themselves use the function's output format and quality."""
+    fields = registry.plugin_class(provider.key).config_schema["properties"]
+    if "output_format" in fields:
+        config["output_format"] = fn.output_format or "PNG"
+    if "output_quality" in fields:
+        config["output_quality"] = fn.output_quality or 90
+    return config
+
+
+def chain(fn):
+    """The providers a job of `fn` may use, in order: the primary, then each enabled fallback.
+
+    Returns ([(provider, config)], [problem]); a step whose provider is disabled is left out and one
+    whose config is invalid is reported as a problem, so the chain still runs on the rest."""
+    links = [(fn.provider, fn.provider_config)] + [(fb.provider, fb.provider_config) for fb in fn.fallbacks]
+    usable, problems = [], []
+    for provider, overrides in links:
+        if provider is None or not provider.enabled:
+            continue
+        try:
+            usable.append((provider, _with_output_format(fn, provider, effective_config(provider, overrides))))
+        except (ProviderError, registry.UnknownProvider) as exc:
+            problems.append(f"{provider.name}: {exc}")
+    return usable, problems
+
+
+def attempt_seconds(plugin, config):
+    """How long one step of a job keeps a worker busy before it is presumed dead: the whole call for a
+    provider answering in one call, only the submit request for a remote one (the wait holds no worker)."""
+    seconds = request_timeout(config) if plugin.is_remote(config) else float(config.get("timeout", 300))
+    return seconds + current_app.config["JOB_LEASE_GRACE_SECONDS"]
+
+
+def store_secret(provider_id, name, value):
+    """Keep one more secret on a provider (e.g. a webhook signing key fetched from its API), encrypted, in the
+    caller's transaction."""
+    stored = db.session.scalar(sa.select(Provider.secrets).where(Provider.id == provider_id))
+    db.session.execute(sa.update(Provider).where(Provider.id == provider_id)
+                       .values(secrets=encrypt_json({**decrypt_json(stored), name: value})))
