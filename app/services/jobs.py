@@ -36,10 +36,9 @@ CUSTOMER_FAILED = "We could not process this image."
 CUSTOMER_CANCELLED = "This job was cancelled."
 # A job whose worker vanished mid-step is resumed at most this many times, then failed and refunded.
 MAX_RESCUES = 1
-# Status checks back off by this factor per check, up to this many seconds apart. A waiting job's lease covers
-# the longest gap, so the reaper resumes a chain of checks that was lost (Redis restarted, worker killed).
+# Status checks back off by this factor per check, up to MAX_POLL_DELAY_SECONDS apart. A waiting job's lease
+# covers the longest gap, so the reaper resumes a chain of checks that was lost (Redis restarted, worker killed).
 POLL_BACKOFF = 1.5
-MAX_POLL_DELAY = 30.0
 WEBHOOK_PATH = "/webhooks/jobs/{job_id}/{token}"
 
 
@@ -54,6 +53,10 @@ def _aware(moment):
 
 def _grace():
     return current_app.config["JOB_LEASE_GRACE_SECONDS"]
+
+
+def _max_poll_delay():
+    return current_app.config["MAX_POLL_DELAY_SECONDS"]
 
 
 def add_log(job_id, message, level="info", **fields):
@@ -261,7 +264,7 @@ def _submit_remote(step, plugin, source):
         sa.update(Job).where(_mine(step.job_id, step.claim, "submitting")).values(
             status="waiting", provider_job_id=remote_id, remote_state=state, webhook_token=token,
             deadline_at=_now() + timedelta(seconds=float(step.config["timeout"])),
-            lease_expires_at=_now() + timedelta(seconds=MAX_POLL_DELAY + _grace()),
+            lease_expires_at=_now() + timedelta(seconds=_max_poll_delay() + _grace()),
         ).returning(Job.cancel_requested)
     ).first()
     if waiting is None:
@@ -280,8 +283,8 @@ def _submit_remote(step, plugin, source):
 def _poll_delay(config, polls, webhook):
     """Seconds until the next status check: the poll interval, backing off; rarer when a webhook will report."""
     if webhook:
-        return float(config.get("webhook_poll_interval", 30))
-    return min(float(config.get("poll_interval", 1.0)) * POLL_BACKOFF ** polls, MAX_POLL_DELAY)
+        return min(float(config.get("webhook_poll_interval", 30)), _max_poll_delay())
+    return min(float(config.get("poll_interval", 1.0)) * POLL_BACKOFF ** polls, _max_poll_delay())
 
 
 def _schedule_check(job_id, claim, delay, polls):
@@ -308,7 +311,7 @@ def check(job_id, claim, polls=0):
     # One statement reads what the check needs (the cancel flag included) and renews the lease.
     row = db.session.execute(
         sa.update(Job).where(_mine(job_id, claim, "waiting"))
-        .values(lease_expires_at=_now() + timedelta(seconds=MAX_POLL_DELAY + _grace()))
+        .values(lease_expires_at=_now() + timedelta(seconds=_max_poll_delay() + _grace()))
         .returning(Job.step_attempts, Job.remote_state, Job.deadline_at, Job.cancel_requested, Job.webhook_token)
     ).first()
     db.session.commit()
@@ -382,7 +385,7 @@ def resume_fetch(job_id, claim):
     return db.session.execute(
         sa.update(Job).where(_mine(job_id, claim, "fetching"))
         .values(status="waiting", rescues=Job.rescues + 1,
-                lease_expires_at=_now() + timedelta(seconds=MAX_POLL_DELAY + _grace()))
+                lease_expires_at=_now() + timedelta(seconds=_max_poll_delay() + _grace()))
         .returning(Job.id)
     ).scalar()
 
@@ -620,7 +623,7 @@ def _reap_queued(job_id):
 def _reap_waiting(job_id, claim):
     renewed = db.session.execute(
         sa.update(Job).where(_mine(job_id, claim, "waiting"), Job.lease_expires_at < _now())
-        .values(lease_expires_at=_now() + timedelta(seconds=MAX_POLL_DELAY + _grace())).returning(Job.id)
+        .values(lease_expires_at=_now() + timedelta(seconds=_max_poll_delay() + _grace())).returning(Job.id)
     ).scalar()
     if renewed:
         add_log(job_id, "No status check came in time; checking the provider again", level="warning")
