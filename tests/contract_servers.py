@@ -57,6 +57,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many clients at once (the benchmarks) must queue, not be reset
+
+
 class ContractServer:
     """Base: ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread."""
 
@@ -98,8 +103,7 @@ class ContractServer:
             self._mode, self._failed_creates = value, 0
 
     def start(self):
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         # A short poll interval keeps stop() (which waits for the serve loop) fast.
@@ -297,9 +301,9 @@ class ReplicateServer(ContractServer):
     def _webhook_body(self, job):
         return self._prediction(job)
 
-    def _webhook_headers(self, job, body):
+    def _webhook_headers(self, job, body, stamp=None):
         """Standard Webhooks: a webhook id stable across retries, a timestamp, and v1 HMAC-SHA256 signatures."""
-        webhook_id, stamp = f"msg_{job['id']}", str(int(time.time()))
+        webhook_id, stamp = f"msg_{job['id']}", str(int(stamp or time.time()))
         key = base64.b64decode(self.webhook_secret.removeprefix("whsec_"))
         signature = base64.b64encode(hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256)
                                      .digest()).decode()

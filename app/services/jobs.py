@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Job, JobLog, User
@@ -156,8 +156,8 @@ def _load_chain(job_id):
     """(function, the job's chain step) read fresh: an admin's last edit decides every step."""
     found = db.session.execute(
         sa.select(AIFunction, Job.step).join(Job, Job.function_id == AIFunction.id).where(Job.id == job_id)
-        .options(selectinload(AIFunction.fallbacks).joinedload(FunctionFallback.provider))
-    ).first()
+        .options(joinedload(AIFunction.fallbacks).joinedload(FunctionFallback.provider))  # one query in all
+    ).unique().first()
     if found is None:
         return [], ["This tool was removed before the job ran."], 0, 0
     fn, index = found
