@@ -13,7 +13,7 @@ from flask_admin.form import Select2Widget
 from flask_admin.model.template import LinkRowAction
 from markupsafe import Markup
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField
-from wtforms.validators import DataRequired, InputRequired, ValidationError
+from wtforms.validators import DataRequired, InputRequired, NumberRange, ValidationError
 
 from app.admin.base import ADMIN, RoleModelView, current_role
 from app.extensions import db
@@ -109,8 +109,9 @@ class AIFunctionView(ToolsView):
     column_extra_row_actions = [LinkRowAction("fa fa-download", "export?id={row_id}", "Export config as JSON")]
     action_roles = {"clone": ADMIN}
     form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "fallbacks",
-                    "price_per_use", "max_file_size", "allowed_formats", "priority", "daily_limit")
-    form_overrides = {"allowed_formats": SelectMultipleField}
+                    "price_per_use", "max_file_size", "allowed_formats", "output_format", "output_quality",
+                    "priority", "daily_limit")
+    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
                             "validators": [InputRequired("Pick at least one format.")],
@@ -123,6 +124,11 @@ class AIFunctionView(ToolsView):
         "priority": {"description": "Higher comes first on the site; 50 and above use the high-priority queue, "
                                     "below 0 the low one."},
         "daily_limit": {"description": "Uses per customer per day. Leave empty for no limit."},
+        "output_format": {"choices": [("PNG", "PNG (lossless, fast compression)"), ("WEBP", "WebP"),
+                                      ("JPEG", "JPEG")],
+                          "description": "How results made on this server (the local provider) are saved."},
+        "output_quality": {"validators": [NumberRange(1, 100, "Use a quality from 1 to 100.")],
+                           "description": "WebP and JPEG quality, 1–100 (PNG is lossless)."},
         "provider_config": {"validators": [_json_object],
                             "description": "JSON merged over the provider's config (this wins; params merge): "
                                            "model, timeout, retries, params…"},

@@ -51,7 +51,8 @@ class CatalogImportError(ValueError):
 
 
 EXPORTED_FIELDS = ("key", "name", "description", "price_per_use", "enabled", "provider_config", "max_file_size",
-                   "allowed_formats", "priority", "daily_limit")
+                   "allowed_formats", "priority", "daily_limit", "output_format", "output_quality")
+OUTPUT_FORMATS = ("PNG", "WEBP", "JPEG")
 
 
 def export_function(fn):
@@ -77,6 +78,11 @@ def import_function(data):
     missing = [f for f in ("key", "name", "provider") if not data.get(f)]
     if missing:
         raise CatalogImportError(f"The file is missing: {', '.join(missing)}.")
+    if data.get("output_format", "PNG") not in OUTPUT_FORMATS:
+        raise CatalogImportError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}.")
+    quality = data.get("output_quality", 90)
+    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise CatalogImportError("output_quality must be a whole number from 1 to 100.")
     fn = db.session.scalars(sa.select(AIFunction).where(AIFunction.key == data["key"])).first()
     created = fn is None
     if created:
