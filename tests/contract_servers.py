@@ -48,6 +48,8 @@ def invert_png(data):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs: clients may reuse their connections
+
     def do_GET(self):
         self.server.owner._handle(self)
 
@@ -149,7 +151,8 @@ class ContractServer:
             body = None
         headers = {k.lower(): v for k, v in h.headers.items()}
         with self._lock:
-            self.requests.append({"method": h.command, "path": h.path, "headers": headers, "json": body})
+            self.requests.append({"method": h.command, "path": h.path, "headers": headers, "json": body,
+                                  "peer": h.client_address[1]})  # the client's port: one per connection
         path = h.path.split("?", 1)[0]
         # Output files are public, like Replicate's delivery CDN: no auth.
         if h.command == "GET" and (m := re.fullmatch(r"/files/([\w-]+)\.png", path)):

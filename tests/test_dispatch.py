@@ -229,3 +229,15 @@ def test_one_worker_process_keeps_a_hundred_remote_jobs_in_flight(app):
             assert statuses == ["done"] * 100
             for user_id in user_ids:
                 assert p.balance(user_id) == 2 == p.ledger_sum(user_id)
+
+
+def test_status_checks_reuse_the_connection_to_the_provider(app):
+    with RunPodServer(polls_before_done=3) as server:
+        with app.app_context():
+            fn = p.add_function(p.runpod_provider(server))
+            user = p.funded_customer(10)
+            job_id = jobs.submit(user, fn.key, image_bytes()).id
+        p.drain(app)
+        assert _job(app, job_id).status == "done"
+        assert len(server.paths("GET")) == 4  # three "in progress" answers, then the result
+        assert len({r["peer"] for r in server.requests}) == 1  # create and every check over one connection
