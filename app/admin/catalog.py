@@ -22,7 +22,7 @@ from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
 from app.providers.base import ProviderError
 from app.services import audit, catalog, provider_checks, provider_setup
-from app.services.crypto import decrypt_json, encrypt_json, mask, merge_secrets
+from app.services.crypto import decrypt_json, mask
 
 SECRET = "secret__"
 
@@ -47,6 +47,16 @@ def _secret_names():
         for name in registry.plugin_class(key).secret_fields:
             names.setdefault(name, []).append(registry.plugin_class(key).name)
     return names
+
+
+def _secret_inputs(value_of):
+    """(entered, cleared) from the provider form's secret inputs, each read through value_of(input name)."""
+    names = _secret_names()
+    return {n: value_of(SECRET + n) or "" for n in names}, {n for n in names if value_of(f"{SECRET}{n}__clear")}
+
+
+def _form_secrets(form):
+    return _secret_inputs(lambda name: form[name].data if name in form else None)
 
 
 def _editor(field, schemas, source):
@@ -277,19 +287,13 @@ class ProviderView(ToolsView):
             if isinstance(field.data, dict) and form.key.data in registry.available():
                 _no_credentials(form.key.data, field.data, catalog.SECRET_INPUTS)
                 saved = getattr(form, "_obj", None)
-                stored = decrypt_json(saved.secrets) if saved is not None and saved.key == form.key.data else {}
-                plugin = registry.plugin_class(form.key.data)
-                merged = {**plugin.defaults(), **field.data, **self._secrets_from(form, stored)}
-                _schema_errors(form.key.data, merged)
+                secrets = provider_setup.secrets_after_edit(
+                    decrypt_json(saved.secrets) if saved is not None else {},
+                    saved is not None and saved.key == form.key.data, *_form_secrets(form))
+                _schema_errors(form.key.data, provider_setup.unsaved_config(form.key.data, field.data, secrets))
 
         form_class.validate_config = validate_config
         return form_class
-
-    @staticmethod
-    def _secrets_from(form, stored):
-        entered = {n: form[SECRET + n].data or "" for n in _secret_names() if SECRET + n in form}
-        cleared = {n for n in _secret_names() if f"{SECRET}{n}__clear" in form and form[f"{SECRET}{n}__clear"].data}
-        return merge_secrets(stored, entered, cleared)
 
     def _decorate(self, form, obj=None):
         _editor(form.config, {k: _public_schema(k) for k in registry.available()}, "key")
@@ -316,13 +320,11 @@ class ProviderView(ToolsView):
 
     def on_model_change(self, form, model, is_created):
         stored = {} if is_created else decrypt_json(model.secrets)
-        # Secrets belong to the plugin they were entered for: a provider switched to another plugin keeps
-        # none of them (an http plugin could otherwise send them anywhere its config says).
         previous = sa.inspect(model).attrs.key.history.deleted
-        kept = {} if previous and previous[0] != model.key else stored
-        merged = self._secrets_from(form, kept)
+        merged = provider_setup.secrets_after_edit(stored, not previous or previous[0] == model.key,
+                                                   *_form_secrets(form))
         if merged != stored:
-            model.secrets = encrypt_json(merged) if merged else None
+            model.secrets = provider_setup.sealed(merged)
         super().on_model_change(form, model, is_created)
 
     @expose("/test", methods=["POST"])
@@ -341,8 +343,8 @@ class ProviderView(ToolsView):
             return jsonify({"ok": False, "error": leak, "latency_ms": 0})
         saved = db.session.get(Provider, request.args.get("id", type=int) or 0)
         # Stored secrets are tested only with the plugin they were saved for, never with one switched to on screen.
-        stored = decrypt_json(saved.secrets) if saved is not None and saved.key == key else {}
-        entered = {n: request.form.get(SECRET + n, "") for n in _secret_names()}
-        cleared = {n for n in _secret_names() if request.form.get(f"{SECRET}{n}__clear")}
+        secrets = provider_setup.secrets_after_edit(decrypt_json(saved.secrets) if saved is not None else {},
+                                                    saved is not None and saved.key == key,
+                                                    *_secret_inputs(request.form.get))
         on_screen = Provider(key=key, name=request.form.get("name") or key, config=config)
-        return self.test_result(on_screen, {}, merge_secrets(stored, entered, cleared), saved=saved)
+        return self.test_result(on_screen, {}, secrets, saved=saved)

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import Provider
 from app.providers import registry
 from app.providers.base import ProviderError, request_timeout
-from app.services.crypto import decrypt_json, encrypt_json
+from app.services.crypto import decrypt_json, encrypt_json, merge_secrets
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,6 +49,24 @@ def effective_config(provider, overrides, secrets=None):
     if errors:
         raise ProviderError(f"Invalid {plugin.name} config at {errors[0]}")
     return merged
+
+
+def unsaved_config(key, config, secrets):
+    """The merged config of a provider as edited on screen, not saved: plugin defaults ⊕ config ⊕ secrets."""
+    return merged_config(Provider(key=key, config=config), {}, secrets)
+
+
+def secrets_after_edit(stored, same_plugin, entered, cleared=()):
+    """The secrets a provider keeps after an edit (or a Test provider call uses): the stored ones only while the
+    plugin stays the same, since secrets belong to the plugin they were entered for (an http plugin could
+    otherwise send them anywhere its config says); an entered value replaces, a blank keeps, a cleared name
+    goes."""
+    return merge_secrets(stored if same_plugin else {}, entered, cleared)
+
+
+def sealed(secrets):
+    """Secrets as stored on the provider row: encrypted, or nothing at all."""
+    return encrypt_json(secrets) if secrets else None
 
 
 def _with_output_format(fn, provider, config):
@@ -90,4 +108,4 @@ def store_secret(provider_id, name, value):
     caller's transaction."""
     stored = db.session.scalar(sa.select(Provider.secrets).where(Provider.id == provider_id))
     db.session.execute(sa.update(Provider).where(Provider.id == provider_id)
-                       .values(secrets=encrypt_json({**decrypt_json(stored), name: value})))
+                       .values(secrets=sealed({**decrypt_json(stored), name: value})))
