@@ -76,9 +76,10 @@ def _queued(job_id):
 # --- submit ---
 
 
-def submit(user, function_key, data, filename="upload"):
-    """Validate, debit and queue one job; SubmitError (nothing debited, nothing queued) otherwise."""
-    fn = catalog.visible_function(function_key)
+def submit(user, function_key, data, filename="upload", fn=None):
+    """Validate, debit and queue one job; SubmitError (nothing debited, nothing queued) otherwise. `fn` is the
+    function when the caller has just read it with catalog.visible_function (no second lookup)."""
+    fn = fn if fn is not None and fn.key == function_key else catalog.visible_function(function_key)
     if fn is None:
         raise SubmitError("This tool is not available.", status=404)
     if user.is_banned:
@@ -106,6 +107,10 @@ def submit(user, function_key, data, filename="upload"):
             credits.debit(user.id, fn.price_per_use, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
         add_log(job.id, f"Submitted {meta['format']} {meta['width']}×{meta['height']}, "
                         f"charged {fn.price_per_use} credits")
+        priority = fn.priority + int(limits.get("queue_priority", 0))
+        timeout, cpu = provider_setup.attempt_seconds(plugin, config), plugin.runs_here
+        # Handed back as it is now: a commit would expire it, and reading it again costs a five-table join.
+        db.session.expunge(job)
         db.session.commit()
     except credits.InsufficientCredits as exc:
         db.session.rollback()
@@ -117,8 +122,7 @@ def submit(user, function_key, data, filename="upload"):
         raise
 
     try:
-        queue.enqueue(job.id, fn.priority + int(limits.get("queue_priority", 0)),
-                      provider_setup.attempt_seconds(plugin, config), cpu=plugin.runs_here)
+        queue.enqueue(job.id, priority, timeout, cpu=cpu)
     except Exception:
         log.exception("job %s could not be queued", job.id)
         _finish(job.id, _queued(job.id), "The job queue is unavailable; your credits were refunded.",
@@ -203,7 +207,7 @@ def run(job_id):
         return
     step = _step(job_id, claimed.claims, links, index, claimed.step_attempts, priority)
     mine = _mine(job_id, step.claim, status)
-    if index == 0 and step.attempt == 1:
+    if index == 0 and step.attempt == 1 and (problems or len(links) > 1):
         for problem in problems:
             add_log(job_id, f"Skipped: {problem}", level="warning")
         add_log(job_id, "Providers: " + " → ".join(f"{n} [{k}]" for _i, k, n, _c in links))
@@ -460,9 +464,10 @@ def _done(step, status, result, started):
         db.session.rollback()
         storage.delete(output_ref)
         return
-    add_log(step.job_id, f"Attempt {step.attempt} succeeded", provider_key=step.key, attempt=step.attempt,
+    # One row: the attempt's outcome and the job's, written with the finish in one commit.
+    add_log(step.job_id, f"Done in {int((_now() - _aware(done.started_at)).total_seconds() * 1000)} ms: attempt "
+                         f"{step.attempt} on {step.name} succeeded", provider_key=step.key, attempt=step.attempt,
             latency_ms=int((time.monotonic() - started) * 1000))
-    add_log(step.job_id, f"Done in {int((_now() - _aware(done.started_at)).total_seconds() * 1000)} ms")
     db.session.commit()
 
 
