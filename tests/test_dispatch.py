@@ -8,12 +8,13 @@ import redis
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import CreditLedger, Job
+from app.models import AIFunction, CreditLedger, FunctionFallback, Job, Provider
 from app.services import jobs, queue, settings, storage
 from app.services.crypto import decrypt_json
 from app.tasks import check_job, process_job
 from tests import pipeline as p
 from tests.contract_servers import ReplicateServer, RunPodServer
+from tests.helpers import login, post
 from tests.images import image_bytes
 from tests.workers import WorkerProcess, wait_for
 
@@ -47,6 +48,7 @@ def test_webhook_completes_a_job_without_waiting_for_a_poll(app, live_server):
         with app.app_context():
             _public_url(live_server)
             provider = p.replicate_provider(server, timeout=120, webhook_poll_interval=60)
+            provider_id = provider.id
             fn = p.add_function(provider, price_per_use=2)
             user = p.funded_customer(10)
             job_id = jobs.submit(user, fn.key, image_bytes()).id
@@ -61,7 +63,7 @@ def test_webhook_completes_a_job_without_waiting_for_a_poll(app, live_server):
         assert server.paths("GET").count(f"/v1/predictions/{job.provider_job_id}") == 1
         assert server.paths("GET").count("/v1/webhooks/default/secret") == 1
         with app.app_context():
-            stored = db.session.get(type(provider), provider.id).secrets
+            stored = db.session.get(Provider, provider_id).secrets
             assert server.webhook_secret not in stored  # encrypted at rest
             assert decrypt_json(stored)["webhook_secret"] == server.webhook_secret
             assert p.balance(user.id) == 8 == p.ledger_sum(user.id)
@@ -199,7 +201,8 @@ def test_runpod_webhook_needs_the_jobs_unguessable_token(app, client, live_serve
         assert server.requests[0]["json"]["webhook"] == f"{live_server}/webhooks/jobs/{job_id}/{token}"
         wait_for(lambda: server.jobs[remote_id]["state"] == "succeeded", what="the job to end")
         body = json.dumps(server._job_body(server.jobs[remote_id]))
-        assert client.post(f"/webhooks/jobs/{job_id}/{token[:-1]}A", data=body).status_code == 404
+        wrong = ("B" if token[0] == "A" else "A") + token[1:]  # one character off
+        assert client.post(f"/webhooks/jobs/{job_id}/{wrong}", data=body).status_code == 404
         assert client.post(f"/webhooks/jobs/{job_id}/", data=body).status_code == 404
         assert _pending_checks(app) == 0 and _job(app, job_id).status == "waiting"
         assert client.post(f"/webhooks/jobs/{job_id}/{token}", data=body).get_json() == {"status": "accepted"}
@@ -241,3 +244,43 @@ def test_status_checks_reuse_the_connection_to_the_provider(app):
         assert _job(app, job_id).status == "done"
         assert len(server.paths("GET")) == 4  # three "in progress" answers, then the result
         assert len({r["peer"] for r in server.requests}) == 1  # create and every check over one connection
+
+
+def test_customer_sees_a_waiting_job_as_running_and_can_cancel_it(app, client):
+    with ReplicateServer(mode="hang") as server:
+        with app.app_context():
+            fn = p.add_function(p.replicate_provider(server, timeout=60), price_per_use=2)
+            user = p.funded_customer(10)
+            job_id = jobs.submit(user, fn.key, image_bytes()).id
+            process_job(job_id)
+            assert p.job(job_id).status == "waiting"
+        login(client, user)
+        page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+        assert 'id="cancel"' in page and 'id="job-busy" hidden' not in page
+        assert post(client, f"/jobs/{job_id}/cancel").status_code == 302
+        p.drain(app)
+        with app.app_context():
+            assert p.job(job_id).status == "cancelled" and p.balance(user.id) == 10
+        assert 'id="cancel"' not in client.get(f"/jobs/{job_id}").get_data(as_text=True)
+
+
+def test_a_job_whose_function_was_deleted_mid_chain_fails_and_is_refunded(app):
+    with RunPodServer() as primary, RunPodServer() as backup:
+        with app.app_context():
+            fn = p.add_function(p.runpod_provider(primary), price_per_use=3)
+            fallback = p.add_provider("runpod", name="Backup", config={"endpoint": f"{backup.url}/v2/ep"},
+                                      secrets={"api_key": backup.expected_token})
+            db.session.add(FunctionFallback(function_id=fn.id, position=1, provider_id=fallback.id))
+            db.session.commit()
+            user = p.funded_customer(10)
+            job_id = jobs.submit(user, fn.key, image_bytes()).id
+            # As after a hand-over: the job waits for its second provider when the owner deletes the function.
+            db.session.execute(sa.update(Job).where(Job.id == job_id).values(step=1))
+            db.session.delete(db.session.get(AIFunction, fn.id))
+            db.session.commit()
+        p.drain(app)
+        with app.app_context():
+            job = p.job(job_id)
+            assert job.status == "failed" and "removed" in job.error
+            assert p.refunds(job_id) == 1 and p.balance(user.id) == 10 == p.ledger_sum(user.id)
+        assert primary.requests == [] and backup.requests == []

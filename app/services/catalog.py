@@ -1,6 +1,7 @@
 """The catalog's rules: which functions customers may see and buy, and moving a function's setup
 between servers (export, import, clone) without its provider's secrets."""
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Plan, Provider
@@ -23,7 +24,9 @@ def visible_functions():
 
 
 def visible_function(key):
-    return db.session.scalars(_visible().where(AIFunction.key == key)).first()
+    # With its fallback chain in the same query: a submit needs it next.
+    return db.session.scalars(_visible().where(AIFunction.key == key).options(
+        joinedload(AIFunction.fallbacks).joinedload(FunctionFallback.provider))).unique().first()
 
 
 def public_plans():

@@ -95,9 +95,10 @@ def submit(user, function_key, data, filename="upload", fn=None):
 
     input_ref = storage.save(data, SUFFIXES[meta["content_type"]])
     try:
-        # Serialise this user's submits so daily limits cannot be overrun by parallel requests.
-        db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
-        check_daily_limits(user, fn, limits)
+        if fn.daily_limit or limits.get("jobs_per_day") or limits.get("jobs_per_day_per_function"):
+            # Serialise this user's submits so daily limits cannot be overrun by parallel requests.
+            db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+            check_daily_limits(user, fn, limits)
         job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=first.id,
                   provider_key=first.key, status="queued", input_ref=input_ref, input_meta=meta,
                   credits_charged=fn.price_per_use)
@@ -162,8 +163,8 @@ def _load_chain(job_id):
         sa.select(AIFunction, Job.step).join(Job, Job.function_id == AIFunction.id).where(Job.id == job_id)
         .options(joinedload(AIFunction.fallbacks).joinedload(FunctionFallback.provider))  # one query in all
     ).unique().first()
-    if found is None:
-        return [], ["This tool was removed before the job ran."], 0, 0
+    if found is None:  # the function was deleted: the job fails at whatever step it is
+        return [], ["This tool was removed before the job ran."], None, 0
     fn, index = found
     links, problems = provider_setup.chain(fn)
     return [(p.id, p.key, p.name, c) for p, c in links], problems, index, fn.priority
@@ -176,8 +177,9 @@ def _step(job_id, claim, links, index, attempt, priority):
 
 def _claim(job_id, index, status, values):
     """queued → `status`, atomically, as a new claim; None when the job is gone, cancelled or taken."""
+    at_step = Job.step == index if index is not None else sa.true()
     return db.session.execute(
-        sa.update(Job).where(_queued(job_id), Job.step == index)
+        sa.update(Job).where(_queued(job_id), at_step)
         .values(status=status, started_at=sa.func.coalesce(Job.started_at, _now()), claims=Job.claims + 1,
                 attempts=Job.attempts + 1, step_attempts=Job.step_attempts + 1, error=None, **values)
         .returning(Job.claims, Job.step_attempts, Job.input_ref, Job.input_meta, Job.cancel_requested)
@@ -188,7 +190,7 @@ def run(job_id):
     """Run the job's current chain step with the function and provider rows as they are now: answer it in
     this worker, or submit it to the remote provider and return (a webhook or a scheduled check goes on)."""
     links, problems, index, priority = _load_chain(job_id)
-    if index >= len(links):
+    if index is None or index >= len(links):
         claimed = _claim(job_id, index, "processing", {})
         if claimed is None:
             db.session.commit()
@@ -323,7 +325,7 @@ def check(job_id, claim, polls=0):
         return
     links, _problems, index, priority = _load_chain(job_id)
     waiting = _mine(job_id, claim, "waiting")
-    if index >= len(links):
+    if index is None or index >= len(links):
         _finish(job_id, waiting, "The provider of this job was removed or disabled while it worked on it.")
         return
     step = _step(job_id, claim, links, index, row.step_attempts, priority)
@@ -527,7 +529,7 @@ def accept_webhook(job_id, token, headers, body):
         raise UnknownWebhook(f"no job {job_id} with this token")
     links, _problems, index, _priority = _load_chain(job_id)
     db.session.commit()
-    if index >= len(links):
+    if index is None or index >= len(links):
         return "ignored"
     _provider_id, key, _name, config = links[index]
     registry.get(key).verify_webhook(headers, body, config)  # raises WebhookRefused
@@ -562,7 +564,7 @@ def cancel(job_id, actor=None):
 def _requeue(job_id):
     """Hand a queued job to the workers again; if its function can no longer run, fail and refund it."""
     links, problems, index, priority = _load_chain(job_id)
-    if index >= len(links):
+    if index is None or index >= len(links):
         _finish(job_id, _queued(job_id), "; ".join(problems) or "No enabled provider can run this tool.")
         return
     _provider_id, key, _name, config = links[index]
