@@ -62,8 +62,8 @@ def remote_fields(poll_interval=1.0):
     """Config fields of every plugin whose jobs are submitted, then checked by webhook or scheduled poll."""
     return {
         "poll_interval": {"type": "number", "minimum": 0.05, "default": poll_interval,
-                          "description": "Seconds before the first status check; later ones back off (×1.5 each, "
-                                         "at most 30 s)."},
+                          "description": "Seconds between status checks; after the fifth they back off (×1.5 "
+                                         "each, up to the server's MAX_POLL_DELAY_SECONDS, 30 by default)."},
         "webhook_poll_interval": {"type": "number", "minimum": 1, "default": 30,
                                   "description": "When the provider reports by webhook (Settings → Site → Public "
                                                  "URL set): seconds between the fallback status checks."},

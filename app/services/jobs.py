@@ -36,8 +36,10 @@ CUSTOMER_FAILED = "We could not process this image."
 CUSTOMER_CANCELLED = "This job was cancelled."
 # A job whose worker vanished mid-step is resumed at most this many times, then failed and refunded.
 MAX_RESCUES = 1
-# Status checks back off by this factor per check, up to MAX_POLL_DELAY_SECONDS apart. A waiting job's lease
-# covers the longest gap, so the reaper resumes a chain of checks that was lost (Redis restarted, worker killed).
+# Status checks come every poll_interval for the first POLL_STEADY checks (most jobs end within them), then back
+# off by POLL_BACKOFF per check, up to MAX_POLL_DELAY_SECONDS apart. A waiting job's lease covers the longest gap,
+# so the reaper resumes a chain of checks that was lost (Redis restarted, worker killed).
+POLL_STEADY = 5
 POLL_BACKOFF = 1.5
 WEBHOOK_PATH = "/webhooks/jobs/{job_id}/{token}"
 
@@ -290,7 +292,8 @@ def _poll_delay(config, polls, webhook):
     """Seconds until the next status check: the poll interval, backing off; rarer when a webhook will report."""
     if webhook:
         return min(float(config.get("webhook_poll_interval", 30)), _max_poll_delay())
-    return min(float(config.get("poll_interval", 1.0)) * POLL_BACKOFF ** polls, _max_poll_delay())
+    backoff = POLL_BACKOFF ** max(0, polls + 1 - POLL_STEADY)
+    return min(float(config.get("poll_interval", 1.0)) * backoff, _max_poll_delay())
 
 
 def _schedule_check(job_id, claim, delay, polls):
