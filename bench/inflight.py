@@ -8,6 +8,7 @@ Reports jobs/s, jobs in flight at peak (open predictions at the server), p50/p95
 requests in 64 threads and no database.
 """
 import argparse
+import base64
 import io
 import os
 import shutil
@@ -171,11 +172,13 @@ def run_baseline(n, latency, threads):
 
     server = ReplicateServer(latency=latency).start()
     headers = {"Authorization": f"Bearer {server.expected_token}"}
-    image = "data:image/png;base64," + __import__("base64").b64encode(_image()).decode()
+    image = "data:image/png;base64," + base64.b64encode(_image()).decode()
     local = threading.local()
 
     def one(_):
-        session = getattr(local, "session", None) or setattr(local, "session", requests.Session()) or local.session
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        session = local.session
         prediction = session.post(f"{server.url}/v1/models/acme/restore/predictions", headers=headers,
                                   json={"input": {"image": image}}, timeout=30).json()
         created = server.jobs[prediction["id"]]["created"]

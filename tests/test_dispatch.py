@@ -2,6 +2,7 @@
 same idempotent way; forged webhooks change nothing; one worker process keeps many jobs in flight."""
 import json
 import threading
+import time
 from pathlib import Path
 
 import redis
@@ -161,7 +162,7 @@ def test_forged_and_duplicate_replicate_webhooks_are_refused_and_change_nothing(
         forged = [
             (deliver({**good, "webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmUgYXQgYWxsIQ=="}), 400),
             (deliver(good, data=body.replace(b"succeeded", b"failed")), 400),  # body changed after signing
-            (deliver(server._webhook_headers(server.jobs[remote_id], body, stamp=__import__("time").time() - 600)),
+            (deliver(server._webhook_headers(server.jobs[remote_id], body, stamp=time.time() - 600)),
              400),  # a replay: stale timestamp
             (deliver({}), 400),  # no signature at all
             (deliver(good, to=f"/webhooks/jobs/{job_id}/{'x' * len(token)}"), 404),  # wrong job token
