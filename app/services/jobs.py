@@ -309,6 +309,8 @@ def _cancel_at_provider(plugin, state, step):
         plugin.cancel_remote(state, step.config)
     except ProviderError as exc:
         log.warning("job %s: cancelling remote job %s failed: %s", step.job_id, state.get("id"), exc)
+    except Exception:  # best effort, like a failed request: the job ends either way
+        log.exception("job %s: cancelling remote job %s crashed", step.job_id, state.get("id"))
 
 
 # --- a job waiting at its provider: one check per task (webhook or scheduled poll) ---
@@ -389,7 +391,7 @@ def _timeout_error(state):
     return error
 
 
-def resume_fetch(job_id, claim):
+def _resume_fetch(job_id, claim):
     """A job whose worker died while downloading its output: back to waiting, so a check fetches it again."""
     return db.session.execute(
         sa.update(Job).where(_mine(job_id, claim, "fetching"))
@@ -609,7 +611,7 @@ def reap_stale():
         elif rescues >= MAX_RESCUES:
             _finish(job_id, _mine(job_id, claim, status), f"{lost}; the credits were refunded.")
         elif status == "fetching":
-            if resume_fetch(job_id, claim):
+            if _resume_fetch(job_id, claim):
                 add_log(job_id, f"{lost} while fetching the output; checking the provider again", level="warning")
                 db.session.commit()
                 _schedule_check(job_id, claim, 0, 0)
