@@ -71,6 +71,7 @@ def _gunicorn(target):
         except requests.RequestException:
             time.sleep(0.2)
     proc.kill()
+    proc.wait()
     raise SystemExit(f"gunicorn {target} did not start")
 
 
@@ -139,8 +140,9 @@ def main():
         image = buffer.getvalue()
 
         ours_proc, ours = _gunicorn("wsgi:app")
+        procs.append(ours_proc)  # stopped in `finally` even if the floor app fails to start
         floor_proc, floor = _gunicorn("bench.floor_app:app")
-        procs += [ours_proc, floor_proc]
+        procs.append(floor_proc)
 
         def signed_in(user_id):
             client = app.test_client()
