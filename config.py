@@ -84,6 +84,8 @@ class Config:
     # A running job's lease = timeout × attempts + this; past it the reaper treats the worker as dead.
     JOB_LEASE_GRACE_SECONDS = float(os.environ.get("JOB_LEASE_GRACE_SECONDS", 60))
     REAPER_INTERVAL_SECONDS = float(os.environ.get("REAPER_INTERVAL_SECONDS", 30))
+    # Status checks of a remote job back off up to this many seconds apart; a waiting job's lease is this + grace.
+    MAX_POLL_DELAY_SECONDS = float(os.environ.get("MAX_POLL_DELAY_SECONDS", 30))
     # Base of the exponential pause between provider retries (1×, 2×, 4×…, capped at 10×).
     RETRY_BACKOFF_SECONDS = float(os.environ.get("RETRY_BACKOFF_SECONDS", 1))
     # Payment gateways' API hosts come from the environment only: the keys follow them, so no admin setting

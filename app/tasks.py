@@ -1,4 +1,4 @@
-"""RQ entry points: thin wrappers that give each job a fresh database session and call services."""
+"""RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
 from app.services import backup, jobs
 
@@ -22,5 +22,12 @@ def backup_tick():
     """Enqueued by scheduler.py every BACKUP_TICK_SECONDS: makes the daily backup when it is due."""
     try:
         backup.run_due()
+    finally:
+        db.session.remove()
+
+
+def check_job(job_id, claim, polls=0):
+    try:
+        jobs.check(job_id, claim, polls)
     finally:
         db.session.remove()

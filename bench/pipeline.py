@@ -93,6 +93,7 @@ def main():
             db.session.flush()
             credits.grant(user.id, args.jobs * args.rounds, kind="grant", reason="bench")
             db.session.commit()
+            user_id = user.id
             buffer = io.BytesIO()
             Image.new("RGB", (64, 64), (10, 20, 30)).save(buffer, format="PNG")
             image = buffer.getvalue()
@@ -105,9 +106,10 @@ def main():
                     raw.enqueue("bench.pipeline.noop", result_ttl=0)
                 raw_rates.append(args.jobs / _drain(app, [raw]))
 
+                customer = db.session.get(User, user_id)  # the previous round's session is gone
                 for _ in range(args.jobs):
                     started = time.perf_counter()
-                    jobs.submit(user, "noop", image)
+                    jobs.submit(customer, "noop", image)
                     latencies.append(time.perf_counter() - started)
                 db.session.remove()
                 our_rates.append(args.jobs / _drain(app, queue.queues(app)))

@@ -2,19 +2,28 @@
 custom API of neither shape for the generic HTTP provider.
 
 They record every request and "process" the input image by inverting it, so provider code is tested for real.
+With `latency` set, a job ends that many seconds after it was created (else after `polls_before_done` polls), and
+a job created with a webhook URL is reported there when it ends: Replicate's signed the Standard Webhooks way,
+RunPod's unsigned. `delays` holds the requests up ({"create": s, "file": s}), as slow real services do.
 """
 import base64
 import binascii
+import hashlib
+import heapq
+import hmac
 import io
 import json
+import os
 import re
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import requests
 from PIL import Image, ImageOps
 
 # Generic job states; each server maps them onto its own status vocabulary.
@@ -39,6 +48,11 @@ def invert_png(data):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs: clients may reuse their connections
+    # Headers and body leave in two writes: without TCP_NODELAY each kept-alive answer would wait ~40 ms for the
+    # client's delayed ACK, which no real API makes its clients do.
+    disable_nagle_algorithm = True
+
     def do_GET(self):
         self.server.owner._handle(self)
 
@@ -48,13 +62,27 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many clients at once (the benchmarks) must queue, not be reset
+
+
 class ContractServer:
     """Base: ThreadingHTTPServer on 127.0.0.1:0 in a daemon thread."""
 
     routes = []  # (method, path regex, handler method name); subclasses fill it
 
-    def __init__(self, token="test-token", mode="ok", polls_before_done=1, fail_count=2, image_key="image"):
+    def __init__(self, token="test-token", mode="ok", polls_before_done=1, fail_count=2, image_key="image",
+                 latency=None, delays=None):
         self._lock = threading.Lock()
+        self.latency = latency
+        self.delays = dict(delays or {})
+        self.webhooks = []  # (job id, URL, status code answered) of every delivery
+        self.deliver_webhooks = True  # False: a lost webhook (the provider's or the network's fault)
+        self.peak_open = 0  # most jobs open at once (created, not yet ended)
+        self._due = []  # heap of (time, job id) for jobs that end by the clock
+        self._clock = threading.Condition(self._lock)
+        self._senders = None
         self.expected_token = token
         self.mode = mode
         self.polls_before_done = polls_before_done
@@ -80,16 +108,26 @@ class ContractServer:
             self._mode, self._failed_creates = value, 0
 
     def start(self):
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         # A short poll interval keeps stop() (which waits for the serve loop) fast.
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
+        self._senders = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhooks")
+        self._running = True
+        self._timer = threading.Thread(target=self._settle_due_jobs, daemon=True)
+        self._timer.start()
         return self
 
     def stop(self):
+        if self._senders:
+            with self._lock:
+                self._running = False
+                self._clock.notify()
+            self._timer.join()
+            self._senders.shutdown(wait=True)
+            self._senders = None
         if self._httpd:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -116,10 +154,12 @@ class ContractServer:
             body = None
         headers = {k.lower(): v for k, v in h.headers.items()}
         with self._lock:
-            self.requests.append({"method": h.command, "path": h.path, "headers": headers, "json": body})
+            self.requests.append({"method": h.command, "path": h.path, "headers": headers, "json": body,
+                                  "peer": h.client_address[1]})  # the client's port: one per connection
         path = h.path.split("?", 1)[0]
         # Output files are public, like Replicate's delivery CDN: no auth.
         if h.command == "GET" and (m := re.fullmatch(r"/files/([\w-]+)\.png", path)):
+            time.sleep(self.delays.get("file", 0))
             with self._lock:
                 job = self.jobs.get(m.group(1))
                 png = job["png"] if job and job["state"] == SUCCEEDED else None
@@ -150,6 +190,7 @@ class ContractServer:
 
     def _refuse_create(self):
         """(status, body) when the current mode makes this create call fail, else None."""
+        time.sleep(self.delays.get("create", 0))
         with self._lock:
             if self.mode == "error503":
                 return 503, self._error("Service unavailable.")
@@ -176,7 +217,46 @@ class ContractServer:
                 job["outcome"], job["error"] = FAILED, "cannot read input image"
         with self._lock:
             self.jobs[job_id] = job
+            self.peak_open = max(self.peak_open, sum(j["state"] not in TERMINAL for j in self.jobs.values()))
+            if self.latency is not None and job["outcome"] != RUNNING:
+                heapq.heappush(self._due, (job["created"] + self.latency, job_id))
+                self._clock.notify()
         return job
+
+    def _settle_due_jobs(self):
+        """The server's clock: ends each job at its time and reports it to its webhook, if it has one."""
+        with self._lock:
+            while self._running:
+                if not self._due or self._due[0][0] > time.time():
+                    self._clock.wait(timeout=min(0.5, self._due[0][0] - time.time()) if self._due else 0.5)
+                    continue
+                _at, job_id = heapq.heappop(self._due)
+                job = self.jobs[job_id]
+                if job["state"] in TERMINAL:
+                    continue
+                self._move(job, job["outcome"])
+                if job.get("webhook") and self.deliver_webhooks:
+                    self._senders.submit(self.send_webhook, job_id)
+
+    def send_webhook(self, job_id, **overrides):
+        """POST the job's final state to its webhook URL (tests call it again to deliver a duplicate)."""
+        with self._lock:
+            job = dict(self.jobs[job_id])
+        body = json.dumps(self._webhook_body(job)).encode()
+        headers = {"Content-Type": "application/json", **self._webhook_headers(job, body), **overrides}
+        try:
+            status = requests.post(job["webhook"], data=body, headers=headers, timeout=10).status_code
+        except requests.RequestException:
+            status = None
+        with self._lock:
+            self.webhooks.append((job_id, job["webhook"], status))
+        return status
+
+    def _webhook_body(self, job):
+        raise NotImplementedError
+
+    def _webhook_headers(self, job, body):
+        return {}
 
     def _move(self, job, state):
         now = time.time()
@@ -194,8 +274,11 @@ class ContractServer:
                 self._move(job, CANCELED)
             elif job and job["state"] not in TERMINAL:
                 job["polls"] += 1
-                done = job["outcome"] != RUNNING and job["polls"] > self.polls_before_done
-                self._move(job, job["outcome"] if done else RUNNING)
+                if self.latency is None:
+                    done = job["outcome"] != RUNNING and job["polls"] > self.polls_before_done
+                    self._move(job, job["outcome"] if done else RUNNING)
+                else:  # the clock ends it (see _settle_due_jobs)
+                    self._move(job, RUNNING)
             return dict(job) if job else None
 
 
@@ -211,7 +294,26 @@ class ReplicateServer(ContractServer):
         ("POST", r"/v1/(?P<kind>models|deployments)/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", "_create"),
         ("GET", r"/v1/predictions/(?P<job_id>\w+)", "_get"),
         ("POST", r"/v1/predictions/(?P<job_id>\w+)/(?P<cancel>cancel)", "_get"),
+        ("GET", r"/v1/webhooks/default/secret", "_webhook_secret"),
     ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.webhook_secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+    def _webhook_secret(self, body):
+        return 200, {"key": self.webhook_secret}
+
+    def _webhook_body(self, job):
+        return self._prediction(job)
+
+    def _webhook_headers(self, job, body, stamp=None):
+        """Standard Webhooks: a webhook id stable across retries, a timestamp, and v1 HMAC-SHA256 signatures."""
+        webhook_id, stamp = f"msg_{job['id']}", str(int(stamp or time.time()))
+        key = base64.b64decode(self.webhook_secret.removeprefix("whsec_"))
+        signature = base64.b64encode(hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256)
+                                     .digest()).decode()
+        return {"webhook-id": webhook_id, "webhook-timestamp": stamp, "webhook-signature": f"v1,{signature}"}
     statuses = {QUEUED: "starting", RUNNING: "processing", SUCCEEDED: "succeeded", FAILED: "failed",
                 CANCELED: "canceled"}
 
@@ -223,7 +325,10 @@ class ReplicateServer(ContractServer):
         version = body.get("version", "hidden")  # model/deployment routes don't name a version
         model = f"{owner}/{name}" if owner else version.split(":")[0]
         job_id = base64.b32encode(uuid.uuid4().bytes).decode().lower().rstrip("=")
-        job = self._new_job(job_id, body.get("input") or {}, version=version, model=model)
+        # Only "completed" events are sent, and only to a job that asked for them (or for every event).
+        events = body.get("webhook_events_filter") or ["start", "output", "logs", "completed"]
+        webhook = body.get("webhook") if "completed" in events else None
+        job = self._new_job(job_id, body.get("input") or {}, version=version, model=model, webhook=webhook)
         return 201, self._prediction(job)
 
     def _get(self, body, job_id, cancel=None):
@@ -278,8 +383,12 @@ class RunPodServer(ContractServer):
     def _run(self, body, endpoint):
         if refused := self._refuse_create():
             return refused
-        job = self._new_job(f"{uuid.uuid4()}-u1", body.get("input") or {}, endpoint=endpoint)
+        job = self._new_job(f"{uuid.uuid4()}-u1", body.get("input") or {}, endpoint=endpoint,
+                            webhook=body.get("webhook"))
         return 200, {"id": job["id"], "status": "IN_QUEUE"}
+
+    def _webhook_body(self, job):
+        return self._job_body(job)  # RunPod posts the /status body, unsigned
 
     def _runsync(self, body, endpoint):
         status, payload = self._run(body, endpoint)

@@ -1,4 +1,7 @@
 """Helpers for job tests: catalog rows bound to contract servers, and running queued jobs for real."""
+import time
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 from rq import SimpleWorker
 
@@ -45,10 +48,20 @@ def runpod_provider(server, **config):
                         secrets={"api_key": server.expected_token})
 
 
-def drain(app):
-    """Run every queued RQ job with a real RQ worker, in this process, until the queues are empty."""
+def drain(app, timeout=60):
+    """Run every RQ task with a real RQ worker and its scheduler, in this process, until the queues are empty
+    and no delayed task (a status check, a retry) is left: each burst moves the tasks that are due."""
+    deadline = time.monotonic() + timeout
     with app.app_context():
-        SimpleWorker(queue.queues(app), connection=queue.redis_connection(app)).work(burst=True)
+        queues = queue.queues(app)
+        while True:
+            SimpleWorker(queues, connection=queue.redis_connection(app)).work(burst=True, with_scheduler=True)
+            due = [q.scheduled_job_registry.get_scheduled_time(job_id) for q in queues
+                   for job_id in q.scheduled_job_registry.get_job_ids(cleanup=False)]
+            if not due and not any(q.count for q in queues):
+                return
+            assert time.monotonic() < deadline, "drain: tasks still scheduled at the deadline"
+            time.sleep(max(0.0, min(0.5, (min(due) - datetime.now(timezone.utc)).total_seconds())) if due else 0)
 
 
 def balance(user_id):

@@ -1,7 +1,6 @@
 """The job pipeline's promises: validated uploads, atomic credits, retries, timeouts, refunds once."""
 import io
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -198,32 +197,25 @@ def test_cancel_a_queued_job_refunds_at_once(app, client):
         assert p.balance(user.id) == 10 and p.refunds(job_id) == 1
 
 
-def test_cancel_while_processing_cancels_at_the_provider(app):
+def test_cancel_while_waiting_cancels_at_the_provider_and_refunds_once(app):
     with ReplicateServer() as server:
         server.mode = "hang"
         with app.app_context():
             fn = p.add_function(p.replicate_provider(server, timeout=30))
             user = p.funded_customer(10)
             job_id = jobs.submit(user, fn.key, image_bytes()).id
-
-        def work():
-            with app.app_context():
-                process_job(job_id)
-
-        runner = threading.Thread(target=work)
-        runner.start()
-        with app.app_context():
-            deadline = time.monotonic() + 10
-            while not server.paths("GET") and time.monotonic() < deadline:
-                time.sleep(0.05)
+            process_job(job_id)  # submits to the provider and returns at once
+            job = p.job(job_id)
+            assert job.status == "waiting" and job.provider_job_id and len(server.paths("POST")) == 1
             assert jobs.cancel(job_id) == "Cancel requested; the provider is being stopped."
-            db.session.remove()
-        runner.join(timeout=15)
+            assert jobs.cancel(job_id) == "Cancel requested; the provider is being stopped."  # a second click
+        p.drain(app)
         with app.app_context():
             job = p.job(job_id)
             assert job.status == "cancelled", [line.message for line in job.logs]
-            assert any(path.endswith("/cancel") for path in server.paths("POST"))
-            assert p.refunds(job_id) == 1 and p.balance(user.id) == 10
+            assert [path for path in server.paths("POST") if path.endswith("/cancel")] == \
+                [f"/v1/predictions/{job.provider_job_id}/cancel"]
+            assert p.refunds(job_id) == 1 and p.balance(user.id) == 10 == p.ledger_sum(user.id)
 
 
 def test_admin_retry_of_a_failed_job_is_logged_and_not_charged_again(app, client):

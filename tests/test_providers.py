@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from app.providers import ProviderError, ProviderInput, registry
-from app.services import jobs, outputs
+from app.services import jobs, outputs, provider_setup
 from tests import pipeline as p
 from tests.contract_servers import ReplicateServer, RunPodServer
 from tests.images import image_bytes
@@ -78,7 +78,7 @@ def test_invalid_stored_config_fails_the_job_with_the_field_named(app):
         provider = p.add_provider("local", config={"timeout": 30, "retries": 0})
         fn = p.add_function(provider, provider_config={"operation": "sharpen-everything"})
         with pytest.raises(ProviderError, match="operation"):
-            jobs.effective_config(provider, fn.provider_config)
+            provider_setup.effective_config(provider, fn.provider_config)
         user = p.funded_customer(5)
         with pytest.raises(jobs.SubmitError, match="temporarily unavailable") as exc:
             jobs.submit(user, fn.key, image_bytes())
@@ -89,6 +89,6 @@ def test_function_config_overrides_provider_and_params_merge(app):
     with app.app_context():
         provider = p.add_provider("local", config={"timeout": 30, "retries": 3, "params": {"scale": 4, "a": 1}})
         fn = p.add_function(provider, provider_config={"operation": "upscale", "retries": 0, "params": {"scale": 2}})
-        config = jobs.effective_config(provider, fn.provider_config)
+        config = provider_setup.effective_config(provider, fn.provider_config)
         assert config["retries"] == 0 and config["timeout"] == 30 and config["output_format"] == "PNG"
         assert config["params"] == {"scale": 2, "a": 1}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from app.extensions import db
 from app.providers import ProviderError, ProviderInput, registry
-from app.services import jobs
+from app.services import uploads
 from tests import pipeline as p
 from tests.helpers import csrf_token, login
 from tests.images import image_bytes, solid_png
@@ -30,15 +30,15 @@ def _measure(app, fn, data, results):
     before = _kib("VmRSS")
     with app.app_context():
         try:
-            jobs.inspect_upload(fn, data)
+            uploads.inspect_upload(fn, data)
             outcome = None
-        except jobs.SubmitError as exc:
+        except uploads.SubmitError as exc:
             outcome = (exc.status, str(exc))
     results.put((outcome, (_kib("VmHWM") - before) * 1024))
 
 
 def peak_memory_of_inspection(app, fn, data):
-    """(refusal or None, peak extra bytes resident) for jobs.inspect_upload(fn, data) in a forked child."""
+    """(refusal or None, peak extra bytes resident) for uploads.inspect_upload(fn, data) in a forked child."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     child = context.Process(target=_measure, args=(app, fn, data, results))
@@ -84,7 +84,7 @@ def test_an_accepted_upload_is_still_decoded_in_full(app):
     outcome, _peak = peak_memory_of_inspection(app, fn, image_bytes(size=(300, 200)))
     assert outcome is None
     with app.app_context():
-        assert jobs.inspect_upload(fn, image_bytes(size=(300, 200)))["width"] == 300
+        assert uploads.inspect_upload(fn, image_bytes(size=(300, 200)))["width"] == 300
 
 
 def test_a_local_upscale_past_its_output_cap_fails_before_resizing():

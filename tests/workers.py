@@ -10,15 +10,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    def __init__(self, **env):
+    def __init__(self, *args, **env):
+        self.args = [str(a) for a in args]  # e.g. "dispatch" or "cpu"
         self.env = {**os.environ, **{k: str(v) for k, v in env.items()}}
         self.proc = None
 
     def start(self):
         self.log = open(ROOT / "tests" / "artifacts" / f"worker-{time.time_ns()}.log", "wb") \
             if (ROOT / "tests" / "artifacts").is_dir() else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # Its own process group: the worker forks RQ's scheduler, and a lost machine loses both.
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *self.args], cwd=ROOT, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     @property
@@ -29,7 +31,11 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the worker and its scheduler at once, as when a dyno or machine is lost."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(timeout=10)
 
     def stop(self):
@@ -38,7 +44,8 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # whatever is left of its group (the scheduler), never orphaned
 
     def __enter__(self):
         return self.start()

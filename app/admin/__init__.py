@@ -14,7 +14,7 @@ from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
 from app.models import AIFunction, AuditLog, Backup, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
-from app.services import backup
+from app.services import backup, jobs
 
 
 class DashboardView(ProtectedIndexView):
@@ -26,7 +26,7 @@ class DashboardView(ProtectedIndexView):
             "functions_total": count(sa.select(sa.func.count(AIFunction.id))),
             "providers_enabled": count(sa.select(sa.func.count()).where(Provider.enabled.is_(True))),
             "customers": count(sa.select(sa.func.count()).where(User.role == "customer")),
-            "jobs_queued": count(sa.select(sa.func.count()).where(Job.status.in_(("queued", "processing")))),
+            "jobs_queued": count(sa.select(sa.func.count()).where(Job.status.in_(jobs.ACTIVE))),
             "jobs_failed": count(sa.select(sa.func.count()).where(Job.status == "failed")),
         }
         # Backups are the owner's business: only admins see that the last one failed.

@@ -13,7 +13,7 @@ from flask_admin.form import Select2Widget
 from flask_admin.model.template import LinkRowAction
 from markupsafe import Markup
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField
-from wtforms.validators import DataRequired, InputRequired, ValidationError
+from wtforms.validators import DataRequired, InputRequired, NumberRange, ValidationError
 
 from app.admin.base import ADMIN, RoleModelView, current_role
 from app.extensions import db
@@ -21,8 +21,8 @@ from app.models import AIFunction, FunctionFallback, Provider
 from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
 from app.providers.base import ProviderError
-from app.services import audit, catalog, jobs, provider_checks
-from app.services.crypto import decrypt_json, encrypt_json, mask, merge_secrets
+from app.services import audit, catalog, provider_checks, provider_setup
+from app.services.crypto import decrypt_json, mask
 
 SECRET = "secret__"
 
@@ -49,6 +49,16 @@ def _secret_names():
     return names
 
 
+def _secret_inputs(value_of):
+    """(entered, cleared) from the provider form's secret inputs, each read through value_of(input name)."""
+    names = _secret_names()
+    return {n: value_of(SECRET + n) or "" for n in names}, {n for n in names if value_of(f"{SECRET}{n}__clear")}
+
+
+def _form_secrets(form):
+    return _secret_inputs(lambda name: form[name].data if name in form else None)
+
+
 def _editor(field, schemas, source):
     """Turn a JSON textarea into the code editor, documenting the schema of the selected plugin."""
     field.render_kw = {**(field.render_kw or {}), "data-json-editor": "", "data-schemas": json.dumps(schemas),
@@ -61,7 +71,7 @@ def _json_object(_form, field):
 
 
 def _schema_errors(key, merged):
-    errors = jobs.config_errors(registry.plugin_class(key), merged)
+    errors = provider_setup.config_errors(registry.plugin_class(key), merged)
     if errors:
         raise ValidationError(" · ".join(errors[:5]))
 
@@ -109,8 +119,9 @@ class AIFunctionView(ToolsView):
     column_extra_row_actions = [LinkRowAction("fa fa-download", "export?id={row_id}", "Export config as JSON")]
     action_roles = {"clone": ADMIN}
     form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "fallbacks",
-                    "price_per_use", "max_file_size", "allowed_formats", "priority", "daily_limit")
-    form_overrides = {"allowed_formats": SelectMultipleField}
+                    "price_per_use", "max_file_size", "allowed_formats", "output_format", "output_quality",
+                    "priority", "daily_limit")
+    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
                             "validators": [InputRequired("Pick at least one format.")],
@@ -123,6 +134,11 @@ class AIFunctionView(ToolsView):
         "priority": {"description": "Higher comes first on the site; 50 and above use the high-priority queue, "
                                     "below 0 the low one."},
         "daily_limit": {"description": "Uses per customer per day. Leave empty for no limit."},
+        "output_format": {"choices": [("PNG", "PNG (lossless, fast compression)"), ("WEBP", "WebP"),
+                                      ("JPEG", "JPEG")],
+                          "description": "How results made on this server (the local provider) are saved."},
+        "output_quality": {"validators": [NumberRange(1, 100, "Use a quality from 1 to 100.")],
+                           "description": "WebP and JPEG quality, 1–100 (PNG is lossless)."},
         "provider_config": {"validators": [_json_object],
                             "description": "JSON merged over the provider's config (this wins; params merge): "
                                            "model, timeout, retries, params…"},
@@ -141,7 +157,7 @@ class AIFunctionView(ToolsView):
             provider = form.provider.data
             if provider is not None and isinstance(field.data, dict):
                 _no_credentials(provider.key, field.data, catalog.PROVIDER_SECRETS)
-                _schema_errors(provider.key, jobs.merged_config(provider, field.data))
+                _schema_errors(provider.key, provider_setup.merged_config(provider, field.data))
 
         form_class.validate_provider_config = validate_provider_config
         return form_class
@@ -152,7 +168,7 @@ class AIFunctionView(ToolsView):
                                        if p.key in registry.available()}, "provider")
         if obj is not None and obj.provider is not None:
             try:
-                config = jobs.effective_config(obj.provider, obj.provider_config)
+                config = provider_setup.effective_config(obj.provider, obj.provider_config)
                 where = {k: "this function" if k in (obj.provider_config or {}) else obj.provider.name
                          for k in ("timeout", "retries")}
                 # Flask-Admin renders descriptions as HTML: names and errors go in escaped (Markup.format).
@@ -180,7 +196,7 @@ class AIFunctionView(ToolsView):
             if leak:
                 raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {leak}")
             try:
-                jobs.effective_config(step.provider, step.provider_config)
+                provider_setup.effective_config(step.provider, step.provider_config)
             except (ProviderError, registry.UnknownProvider) as exc:
                 raise ValueError(f"Fallback #{step.position} ({step.provider.name}): {exc}") from None
         super().on_model_change(form, model, is_created)
@@ -274,19 +290,13 @@ class ProviderView(ToolsView):
             if isinstance(field.data, dict) and form.key.data in registry.available():
                 _no_credentials(form.key.data, field.data, catalog.SECRET_INPUTS)
                 saved = getattr(form, "_obj", None)
-                stored = decrypt_json(saved.secrets) if saved is not None and saved.key == form.key.data else {}
-                plugin = registry.plugin_class(form.key.data)
-                merged = {**plugin.defaults(), **field.data, **self._secrets_from(form, stored)}
-                _schema_errors(form.key.data, merged)
+                secrets = provider_setup.secrets_after_edit(
+                    decrypt_json(saved.secrets) if saved is not None else {},
+                    saved is not None and saved.key == form.key.data, *_form_secrets(form))
+                _schema_errors(form.key.data, provider_setup.unsaved_config(form.key.data, field.data, secrets))
 
         form_class.validate_config = validate_config
         return form_class
-
-    @staticmethod
-    def _secrets_from(form, stored):
-        entered = {n: form[SECRET + n].data or "" for n in _secret_names() if SECRET + n in form}
-        cleared = {n for n in _secret_names() if f"{SECRET}{n}__clear" in form and form[f"{SECRET}{n}__clear"].data}
-        return merge_secrets(stored, entered, cleared)
 
     def _decorate(self, form, obj=None):
         _editor(form.config, {k: _public_schema(k) for k in registry.available()}, "key")
@@ -313,13 +323,11 @@ class ProviderView(ToolsView):
 
     def on_model_change(self, form, model, is_created):
         stored = {} if is_created else decrypt_json(model.secrets)
-        # Secrets belong to the plugin they were entered for: a provider switched to another plugin keeps
-        # none of them (an http plugin could otherwise send them anywhere its config says).
         previous = sa.inspect(model).attrs.key.history.deleted
-        kept = {} if previous and previous[0] != model.key else stored
-        merged = self._secrets_from(form, kept)
+        merged = provider_setup.secrets_after_edit(stored, not previous or previous[0] == model.key,
+                                                   *_form_secrets(form))
         if merged != stored:
-            model.secrets = encrypt_json(merged) if merged else None
+            model.secrets = provider_setup.sealed(merged)
         super().on_model_change(form, model, is_created)
 
     @expose("/test", methods=["POST"])
@@ -338,8 +346,8 @@ class ProviderView(ToolsView):
             return jsonify({"ok": False, "error": leak, "latency_ms": 0})
         saved = db.session.get(Provider, request.args.get("id", type=int) or 0)
         # Stored secrets are tested only with the plugin they were saved for, never with one switched to on screen.
-        stored = decrypt_json(saved.secrets) if saved is not None and saved.key == key else {}
-        entered = {n: request.form.get(SECRET + n, "") for n in _secret_names()}
-        cleared = {n for n in _secret_names() if request.form.get(f"{SECRET}{n}__clear")}
+        secrets = provider_setup.secrets_after_edit(decrypt_json(saved.secrets) if saved is not None else {},
+                                                    saved is not None and saved.key == key,
+                                                    *_secret_inputs(request.form.get))
         on_screen = Provider(key=key, name=request.form.get("name") or key, config=config)
-        return self.test_result(on_screen, {}, merge_secrets(stored, entered, cleared), saved=saved)
+        return self.test_result(on_screen, {}, secrets, saved=saved)

@@ -42,8 +42,9 @@ def _redis_and_workers():
     conn = queue.redis_connection()
     conn.ping()
     now = time.time()
-    alive = sum(1 for w in Worker.all(connection=conn)
-                if w.last_heartbeat and now - w.last_heartbeat.timestamp() < WORKER_FRESH_SECONDS)
+    # Worker processes, not RQ workers: one process serves its queues with several (one per thread).
+    alive = len({(w.hostname, w.pid) for w in Worker.all(connection=conn)
+                 if w.last_heartbeat and now - w.last_heartbeat.timestamp() < WORKER_FRESH_SECONDS})
     return {"ok": True}, {"ok": alive > 0, "alive": alive}
 
 

@@ -43,6 +43,8 @@ class AIFunction(db.Model):
         sa.CheckConstraint("price_per_use >= 0", name="price_not_negative"),
         sa.CheckConstraint("max_file_size > 0", name="max_file_size_positive"),
         sa.CheckConstraint("daily_limit IS NULL OR daily_limit >= 0", name="daily_limit_not_negative"),
+        sa.CheckConstraint("output_format IN ('PNG', 'WEBP', 'JPEG')", name="output_format_known"),
+        sa.CheckConstraint("output_quality BETWEEN 1 AND 100", name="output_quality_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,6 +61,9 @@ class AIFunction(db.Model):
     allowed_formats: Mapped[list] = mapped_column(JSONType, default=lambda: ["JPEG", "PNG", "WEBP"])
     priority: Mapped[int] = mapped_column(default=0, index=True)  # higher is listed and served first
     daily_limit: Mapped[int | None]  # uses per customer per day; empty means unlimited
+    # How results made on our own CPU are encoded: PNG (fast compression), WEBP or JPEG at output_quality.
+    output_format: Mapped[str] = mapped_column(sa.String(8), default="PNG", server_default="PNG")
+    output_quality: Mapped[int] = mapped_column(default=90, server_default="90")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

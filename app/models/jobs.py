@@ -10,7 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.types import JSONType, utcnow
 
-JOB_STATUSES = ("queued", "processing", "done", "failed", "cancelled")
+# processing: a call answered within the worker (local operations, synchronous APIs); submitting → waiting →
+# fetching: a remote job, submitted, then finished by a webhook or a scheduled poll, then downloaded.
+JOB_STATUSES = ("queued", "processing", "submitting", "waiting", "fetching", "done", "failed", "cancelled")
 
 
 class Job(db.Model):
@@ -38,6 +40,13 @@ class Job(db.Model):
     claims: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Where the job is in its function's provider chain, and attempts made on that step so far.
+    step: Mapped[int] = mapped_column(default=0, server_default="0")
+    step_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    rescues: Mapped[int] = mapped_column(default=0, server_default="0")  # times the reaper resumed it
+    remote_state: Mapped[dict | None] = mapped_column(JSONType)  # what the plugin needs to poll its remote job
+    webhook_token: Mapped[str | None] = mapped_column(sa.String(64))  # unguessable, in the webhook URL
+    deadline_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))  # the remote attempt's timeout
     error: Mapped[str | None] = mapped_column(sa.Text)  # for staff: may name the provider, URLs, its answer
     customer_message: Mapped[str | None] = mapped_column(sa.String(300))  # plain words for the customer
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)

@@ -5,9 +5,11 @@ caller, which reads it from the database for every job.
 """
 import base64
 import re
+import threading
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 
@@ -56,6 +58,18 @@ def _in_clear(value):
     return isinstance(value, str) and value.strip() != "" and not SECRET_REFERENCE.search(value)
 
 
+def remote_fields(poll_interval=1.0):
+    """Config fields of every plugin whose jobs are submitted, then checked by webhook or scheduled poll."""
+    return {
+        "poll_interval": {"type": "number", "minimum": 0.05, "default": poll_interval,
+                          "description": "Seconds between status checks; after the fifth they back off (×1.5 "
+                                         "each, up to the server's MAX_POLL_DELAY_SECONDS, 30 by default)."},
+        "webhook_poll_interval": {"type": "number", "minimum": 1, "default": 30,
+                                  "description": "When the provider reports by webhook (Settings → Site → Public "
+                                                 "URL set): seconds between the fallback status checks."},
+    }
+
+
 class ProviderError(Exception):
     """A failed call; `retryable` says whether trying again may help (5xx, 429, network)."""
 
@@ -89,17 +103,59 @@ def config_schema(properties, required=()):
     }
 
 
+class WebhookRefused(Exception):
+    """A provider webhook we do not believe (bad signature, stale timestamp): nothing changes."""
+
+
 class AIProvider(ABC):
-    """Base class of every provider plugin. Subclasses set name, config_schema and secret_fields."""
+    """Base class of every provider plugin. Subclasses set name, config_schema and secret_fields.
+
+    A plugin that answers within one call implements process_image. A plugin for a remote API whose jobs take
+    seconds or minutes sets remote and implements submit / check / outcome / cancel_remote: the job path then
+    submits and returns, and a webhook or a scheduled poll checks it once at a time; process_image (for the
+    admin's Test provider) waits for the answer with the same four methods."""
 
     key: str = ""  # set by @register
     name: str = ""
     config_schema: dict = config_schema({})
     secret_fields: tuple = ()  # config fields stored encrypted in Provider.secrets
+    remote: bool = False
+    runs_here: bool = False  # does the work on our CPU (its jobs go to the CPU queue)
+    webhook_secret_field: str | None = None  # secret field holding the key that signs its webhooks
 
-    @abstractmethod
+    def is_remote(self, config):
+        """Whether jobs with this config are submitted and then checked (True) or answered in one call."""
+        return self.remote
+
     def process_image(self, input, config, *, should_cancel=lambda: False):
         """Process one image with this (merged, secrets included) config; raise ProviderError on failure."""
+        if not self.is_remote(config):
+            raise NotImplementedError(f"{self.__class__.__name__} must implement process_image")
+        return wait_for_remote(self, input, config, should_cancel)
+
+    def submit(self, input, config, webhook_url=None):
+        """Start a remote job; returns its state (JSON-serialisable, with "id"), kept until the job ends."""
+        raise NotImplementedError
+
+    def check(self, state, config):
+        """One status request for a remote job; returns its new state."""
+        raise NotImplementedError
+
+    def outcome(self, state, config):
+        """None while the remote job runs; a ProcessResult once it succeeded; ProviderError once it failed."""
+        raise NotImplementedError
+
+    def cancel_remote(self, state, config):
+        """Ask the provider to stop a remote job."""
+        raise NotImplementedError
+
+    def fetch_webhook_secret(self, config):
+        """The key that signs this provider's webhooks, from its API (plugins with webhook_secret_field)."""
+        raise NotImplementedError
+
+    def verify_webhook(self, headers, body, config):
+        """Raise WebhookRefused unless a webhook for one of our jobs is authentic. The per-job token in the
+        URL is checked by the caller; plugins whose provider signs its webhooks check the signature too."""
 
     @classmethod
     def credential_fields(cls, config):
@@ -139,10 +195,25 @@ def auth_headers(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+_sessions = {}
+_sessions_lock = threading.Lock()
+
+
+def session_for(url):
+    """One requests.Session per provider origin, so status checks reuse their connections."""
+    parts = urlsplit(url)
+    origin = (parts.scheme, parts.netloc)
+    session = _sessions.get(origin)
+    if session is None:
+        with _sessions_lock:
+            session = _sessions.setdefault(origin, requests.Session())
+    return session
+
+
 def call(method, url, *, timeout, **kwargs):
     """One HTTP call mapped to ProviderError: network errors, 429 and 5xx are retryable, 4xx are not."""
     try:
-        resp = requests.request(method, url, timeout=timeout, **kwargs)
+        resp = session_for(url).request(method, url, timeout=timeout, **kwargs)
     except requests.RequestException as exc:
         raise ProviderError(f"{method} {url} failed: {exc.__class__.__name__}", retryable=True) from exc
     if resp.status_code == 429 or resp.status_code >= 500:
@@ -165,31 +236,37 @@ def request_timeout(config):
     return min(float(config.get("timeout", 300)), 30)
 
 
-def run_remote(config, *, create, fetch, cancel, is_done, should_cancel):
-    """Create a remote job, then poll it until is_done; on the deadline or a cancel request, cancel it
-    remotely and raise. Returns the final remote state."""
+def wait_for_remote(plugin, input, config, should_cancel):
+    """Submit a remote job and check it until it ends (Test provider waits for one answer this way; jobs never
+    do: they are checked by webhook or scheduled poll). On the deadline or a cancel request the remote job is
+    cancelled and ProviderError raised."""
     deadline = time.monotonic() + float(config.get("timeout", 300))
-    state = create()
-    remote_id = state.get("id")
+    state = plugin.submit(input, config)
     try:
-        while not is_done(state):
-            stopping = CancelledByUser("Cancelled while the provider was processing.") if should_cancel() else (
-                # Retryable: a stuck remote job says little about the next one, and a fallback may serve.
-                ProviderError("The provider did not finish within the configured timeout; the job was cancelled "
-                              "there.", retryable=True)
-                if time.monotonic() >= deadline else None)
-            if stopping is not None:
-                try:
-                    cancel(state)
-                except ProviderError:
-                    pass  # best effort: the job ends either way, and the reason that matters is `stopping`
-                raise stopping
-            time.sleep(float(config.get("poll_interval", 1.0)))
-            state = fetch(state)
+        while (result := plugin.outcome(state, config)) is None:
+            if should_cancel():
+                stopping = CancelledByUser("Cancelled while the provider was processing.")
+            elif time.monotonic() >= deadline:
+                stopping = timed_out()
+            else:
+                time.sleep(float(config.get("poll_interval", 1.0)))
+                state = plugin.check(state, config)
+                continue
+            try:
+                plugin.cancel_remote(state, config)
+            except ProviderError:
+                pass  # best effort: the job ends either way, and the reason that matters is `stopping`
+            raise stopping
     except ProviderError as exc:
-        exc.provider_job_id = remote_id
+        exc.provider_job_id = exc.provider_job_id or state.get("id")
         raise
-    return state
+    return result
+
+
+def timed_out():
+    # Retryable: a stuck remote job says little about the next one, and a fallback may serve.
+    return ProviderError("The provider did not finish within the configured timeout; the job was cancelled there.",
+                         retryable=True)
 
 
 def output_fields(value):

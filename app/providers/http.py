@@ -7,7 +7,7 @@ import time
 from urllib.parse import quote
 
 from app.providers.base import (AIProvider, ProcessResult, ProviderError, call, config_schema, output_fields,
-                                request_timeout, run_remote)
+                                remote_fields, request_timeout)
 from app.providers.registry import register
 
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.-]+)\s*\}\}")
@@ -37,8 +37,11 @@ class _Templates:
 
     def __init__(self, input, config):
         self.config = config
-        uri = input.data_uri()
-        self.values = {"image_base64": uri.partition(",")[2], "image_data_uri": uri, "content_type": input.content_type}
+        self.values = {}
+        if input is not None:  # status and cancel requests of a remote job have no image
+            uri = input.data_uri()
+            self.values = {"image_base64": uri.partition(",")[2], "image_data_uri": uri,
+                           "content_type": input.content_type}
         self.secrets = set()
 
     def value(self, name):
@@ -118,67 +121,83 @@ class HTTPProvider(AIProvider):
         "error_pointer": {"type": "string", "default": "/error",
                           "description": "JSON pointer to the error message of a failed job."},
         "cancel_url": {"type": "string", "description": "URL template using {{id}}, POSTed on timeout or cancel."},
-        "poll_interval": {"type": "number", "minimum": 0.05, "default": 1.0,
-                          "description": "Seconds between status requests."},
+        **remote_fields(),
         "api_key": {"type": "string", "description": "API key, used in templates as {{secret.api_key}}."},
     }, required=["url", "output_pointer"])
 
-    def process_image(self, input, config, *, should_cancel=lambda: False):
-        started = time.time()
-        templates = _Templates(input, config)
-        timeout = request_timeout(config)
-        method = config.get("method", "POST")
+    def is_remote(self, config):
+        return bool(config.get("poll_url"))
+
+    def _request(self, templates, config, with_body):
         headers = {k: templates.text(v) for k, v in (config.get("headers") or {}).items()}
-        request = {"headers": headers, "timeout": timeout}
-        if method != "GET":
+        request = {"headers": headers, "timeout": request_timeout(config)}
+        if with_body and config.get("method", "POST") != "GET":
             body = templates.render(config.get("body", DEFAULT_BODY))
             if isinstance(body, str):
                 request["data"] = body.encode()  # as is: the Content-Type header is the config's to set
             else:
                 request["json"] = body
-        url = templates.text(config["url"], url=True)
-        success = {s.lower() for s in config.get("success_states", SUCCESS_STATES)}
-        failure = {s.lower() for s in config.get("failure_states", FAILURE_STATES)}
+        return request
 
-        def status(state):
-            return str(resolve_pointer(state["response"], config.get("status_pointer", "/status")) or "")
+    def _status(self, response, config):
+        return str(resolve_pointer(response, config.get("status_pointer", "/status")) or "")
 
-        def link(key, job_id):
-            templates.values["id"] = job_id
-            return templates.text(config[key], url=True)
-
-        def create():
-            response = templates.call(method, url, **request)
-            job_id = resolve_pointer(response, config.get("id_pointer", "/id"))
-            if not isinstance(job_id, (str, int)) or job_id == "":
-                raise ProviderError(f"The first response has no job id at {config.get('id_pointer', '/id')}.")
-            return {"id": str(job_id), "response": response}
-
-        def cancel(state):
-            if config.get("cancel_url"):
-                templates.call("POST", link("cancel_url", state["id"]), headers=headers, timeout=timeout)
-
-        if config.get("poll_url"):
-            # Fill the polling templates once before the job exists: a missing secret must not strand it.
-            for key in ("poll_url", "cancel_url"):
-                if config.get(key):
-                    link(key, "")
-            state = run_remote(
-                config, create=create, cancel=cancel, is_done=lambda s: status(s).lower() in success | failure,
-                fetch=lambda s: {**s, "response": templates.call("GET", link("poll_url", s["id"]), headers=headers,
-                                                                 timeout=timeout)},
-                should_cancel=should_cancel,
-            )
-        else:
-            state = {"id": None, "response": templates.call(method, url, **request)}
-        job_id, response = state["id"], state["response"]
-        # A synchronous API may report failure in its single response too, so check both paths.
-        if status(state).lower() in failure:
+    def _result(self, job_id, response, config):
+        """The output of a final response; ProviderError when it reports failure or names no output."""
+        status = self._status(response, config)
+        # A synchronous API may report failure in its single response too, so both paths check.
+        if status.lower() in {s.lower() for s in config.get("failure_states", FAILURE_STATES)}:
             error = resolve_pointer(response, config.get("error_pointer", "/error"))
-            message = f"Remote job {job_id} {status(state)}" if job_id else f"Remote job {status(state)}"
+            message = f"Remote job {job_id} {status}" if job_id else f"Remote job {status}"
             raise ProviderError(f"{message}: {error}" if error else message, provider_job_id=job_id)
         found = resolve_pointer(response, config["output_pointer"])
         if not isinstance(found, str) or not found:
             raise ProviderError(f"The response has no output at {config['output_pointer']}.", provider_job_id=job_id)
-        return ProcessResult(**output_fields(found), provider_job_id=job_id, started_at=started,
-                             finished_at=time.time())
+        return ProcessResult(**output_fields(found), provider_job_id=job_id, finished_at=time.time())
+
+    def process_image(self, input, config, *, should_cancel=lambda: False):
+        if self.is_remote(config):
+            return super().process_image(input, config, should_cancel=should_cancel)
+        started = time.time()
+        templates = _Templates(input, config)
+        request = self._request(templates, config, with_body=True)
+        response = templates.call(config.get("method", "POST"), templates.text(config["url"], url=True), **request)
+        result = self._result(None, response, config)
+        result.started_at = started
+        return result
+
+    def submit(self, input, config, webhook_url=None):
+        templates = _Templates(input, config)
+        # Fill the status and cancel templates before the job exists: a missing secret must not strand it.
+        for key in ("poll_url", "cancel_url"):
+            if config.get(key):
+                _link(templates, config, key, "")
+        request = self._request(templates, config, with_body=True)
+        response = templates.call(config.get("method", "POST"), templates.text(config["url"], url=True), **request)
+        job_id = resolve_pointer(response, config.get("id_pointer", "/id"))
+        if not isinstance(job_id, (str, int)) or job_id == "":
+            raise ProviderError(f"The first response has no job id at {config.get('id_pointer', '/id')}.")
+        return {"id": str(job_id), "response": response}
+
+    def check(self, state, config):
+        templates = _Templates(None, config)
+        url = _link(templates, config, "poll_url", state["id"])
+        return {**state, "response": templates.call("GET", url, **self._request(templates, config, False))}
+
+    def outcome(self, state, config):
+        status = self._status(state["response"], config).lower()
+        finished = {s.lower() for s in config.get("success_states", SUCCESS_STATES)}
+        finished |= {s.lower() for s in config.get("failure_states", FAILURE_STATES)}
+        return self._result(state["id"], state["response"], config) if status in finished else None
+
+    def cancel_remote(self, state, config):
+        if config.get("cancel_url"):
+            templates = _Templates(None, config)
+            url = _link(templates, config, "cancel_url", state["id"])
+            templates.call("POST", url, **self._request(templates, config, False))
+
+
+def _link(templates, config, key, job_id):
+    """A status or cancel URL template filled for one remote job id."""
+    templates.values["id"] = job_id
+    return templates.text(config[key], url=True)

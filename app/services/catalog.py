@@ -1,6 +1,7 @@
 """The catalog's rules: which functions customers may see and buy, and moving a function's setup
 between servers (export, import, clone) without its provider's secrets."""
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Plan, Provider
@@ -23,7 +24,9 @@ def visible_functions():
 
 
 def visible_function(key):
-    return db.session.scalars(_visible().where(AIFunction.key == key)).first()
+    # With its fallback chain in the same query: a submit needs it next.
+    return db.session.scalars(_visible().where(AIFunction.key == key).options(
+        joinedload(AIFunction.fallbacks).joinedload(FunctionFallback.provider))).unique().first()
 
 
 def plan_offered(user, plan):
@@ -57,7 +60,8 @@ class CatalogImportError(ValueError):
 
 
 EXPORTED_FIELDS = ("key", "name", "description", "price_per_use", "enabled", "provider_config", "max_file_size",
-                   "allowed_formats", "priority", "daily_limit")
+                   "allowed_formats", "priority", "daily_limit", "output_format", "output_quality")
+OUTPUT_FORMATS = ("PNG", "WEBP", "JPEG")
 
 
 def export_function(fn):
@@ -83,6 +87,11 @@ def import_function(data):
     missing = [f for f in ("key", "name", "provider") if not data.get(f)]
     if missing:
         raise CatalogImportError(f"The file is missing: {', '.join(missing)}.")
+    if data.get("output_format", "PNG") not in OUTPUT_FORMATS:
+        raise CatalogImportError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}.")
+    quality = data.get("output_quality", 90)
+    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise CatalogImportError("output_quality must be a whole number from 1 to 100.")
     fn = db.session.scalars(sa.select(AIFunction).where(AIFunction.key == data["key"])).first()
     created = fn is None
     if created:

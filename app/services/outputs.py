@@ -22,7 +22,12 @@ class NotAnImage(ProviderError):
 def produce(plugin, source, config, *, should_cancel=lambda: False):
     """plugin.process_image, then its output downloaded (guarded) and verified. Returns the ProcessResult
     with output = the verified bytes and content_type = the type we determined; ProviderError otherwise."""
-    result = plugin.process_image(source, config, should_cancel=should_cancel)
+    return complete(plugin.process_image(source, config, should_cancel=should_cancel), config)
+
+
+def complete(result, config):
+    """A provider's result made safe to store: its output downloaded (guarded) when given as a URL, then
+    verified and typed by us. ProviderError otherwise."""
     if result.output is None:
         if not result.output_url:
             raise NotAnImage(f"{NOT_AN_IMAGE} (no output at all)", provider_job_id=result.provider_job_id)

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models.types import utcnow
 from app.providers import registry
 from app.providers.base import ProviderError, ProviderInput
-from app.services import jobs, outputs
+from app.services import outputs, provider_setup
 
 # A test call never waits longer than this, whatever the config says.
 TEST_TIMEOUT_SECONDS = 60
@@ -45,7 +45,7 @@ def run_test(provider, overrides=None, secrets=None):
     ok, latency_ms, provider_job_id, thumbnail (data URI), size, error."""
     started = time.monotonic()
     try:
-        config = jobs.effective_config(provider, overrides, secrets)
+        config = provider_setup.effective_config(provider, overrides, secrets)
         config["timeout"] = min(float(config.get("timeout", TEST_TIMEOUT_SECONDS)), TEST_TIMEOUT_SECONDS)
         plugin = registry.get(provider.key)
         future = _pool.submit(_produce, current_app._get_current_object(), plugin,

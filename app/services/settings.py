@@ -234,7 +234,8 @@ DEFINITIONS = (
     Definition("site.support_email", "site", Email(), "", "Support email", "Shown to customers who need help."),
     Definition("site.public_url", "site", PublicUrl(), "", "Public URL",
                "The site's address, e.g. https://www.example.com: canonical links, the sitemap and payment "
-               "return pages use it instead of the Host header a request claims."),
+               "return pages use it instead of the Host header a request claims, and providers report finished "
+               "jobs to it by webhook (without it, jobs are finished by polling the provider)."),
     Definition("storage.backend", "storage", Choice(("disk", "Local disk"), ("s3", "S3 or S3-compatible")),
                "disk", "Storage backend"),
     Definition("storage.s3_bucket", "storage", Text(63), "", "S3 bucket"),

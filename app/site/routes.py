@@ -32,7 +32,7 @@ def function(key):
             # Read one byte past the limit: enough to tell "too big" without holding a huge body.
             data = upload.stream.read(fn.max_file_size + 1)
             try:
-                job = jobs.submit(current_user, fn.key, data, upload.filename or "upload")
+                job = jobs.submit(current_user, fn.key, data, upload.filename or "upload", fn=fn)
             except jobs.SubmitError as exc:
                 form.image.errors.append(str(exc))
                 return render_template("site/function.html", fn=fn, form=form), exc.status

@@ -30,4 +30,7 @@ def receive(name):
 
 
 def init_app(app):
+    from app.webhooks import providers
+
     app.register_blueprint(bp)
+    providers.init_app(app)
