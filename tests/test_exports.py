@@ -222,7 +222,7 @@ def _peak(client, fmt, rows):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert lines == rows + (fmt == "csv") and size > rows * 100
+    assert lines == rows + (fmt == "csv") and size > rows * 80
     return peak
 
 
@@ -238,6 +238,6 @@ def test_exporting_200000_jobs_keeps_memory_flat(app, client):
     print("export peak (tracemalloc):", {f"{fmt} {n}": f"{peak / 2**20:.2f} MiB" for n, peaks in
                                          (("20k", small), ("200k", large)) for fmt, peak in peaks.items()})
     for fmt in ("csv", "jsonl"):
-        # Ten times the rows, about the same peak: one batch is held, never the list (which is over 20 MiB).
+        # Ten times the rows, about the same peak: one batch is held, never the whole list (about 19 MB of CSV).
         assert large[fmt] < small[fmt] * 1.5 + 2**20
         assert large[fmt] < 16 * 2**20
