@@ -13,7 +13,8 @@ from app.admin.history import AuditLogView, JobLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, Backup, CreditLedger, Job, JobLog, Order, Page, Payment, Plan, Provider, User
+from app.models import (AIFunction, AuditLog, Backup, CreditLedger, Job, JobLog, Order, Page, Payment, Plan, Provider,
+                        User)
 from app.services import backup
 
 
