@@ -204,6 +204,27 @@ def _consume(response):
     return lines, size
 
 
+def test_an_export_reads_its_rows_through_a_server_side_cursor(app, client, data):
+    # The driver's own buffer is invisible to tracemalloc: prove the rows never sit there all at once.
+    login(client, data[0])
+    reads = []
+
+    def spy(_conn, cursor, statement, _params, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM jobs" in statement:
+            reads.append(cursor.name is not None)  # psycopg2: a named cursor lives on the server
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", spy)
+    try:
+        for fmt in ("csv", "jsonl"):
+            _export(client, "jobs", fmt)
+        assert _cli(app, "jobs", "--format", "jsonl").exit_code == 0
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", spy)
+    assert reads.count(True) == 3  # one streamed read per export (the list's COUNT(*) is not one)
+
+
 def _insert_jobs(user_id, start, stop):
     db.session.execute(sa.text(
         "INSERT INTO jobs (user_id, function_key, provider_key, status, input_meta, credits_charged, refunded,"
