@@ -1,4 +1,4 @@
-"""Operator commands: flask create-admin, flask seed-demo, flask rotate-keys, flask backup …."""
+"""Operator commands: flask create-admin, flask seed-demo, flask rotate-keys, flask backup …, flask export …."""
 import os
 import secrets
 
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Plan, Provider
 from app.models.users import STAFF_ROLES
-from app.services import accounts, backup, credits, crypto, passwords, settings
+from app.services import accounts, backup, credits, crypto, exports, passwords, settings
 
 # RFC 2606 example domain: the login form's email check (services.accounts.normalise_email) accepts it,
 # unlike special-use names such as .local.
@@ -51,8 +51,14 @@ def _save_staff(email, password, role):
     return user, created
 
 
+# The admin lists `flask export` offers (CLI name → admin endpoint): the same list, columns and order.
+EXPORT_LISTS = {"users": "users", "payments": "payments", "jobs": "jobs", "job-logs": "job_logs",
+                "ledger": "ledger", "audit": "audit", "orders": "orders"}
+
+
 def init_app(app):
     init_backup_commands(app)
+    init_export_command(app)
 
     @app.cli.command("create-admin")
     @click.option("--email", required=True)
@@ -180,3 +186,31 @@ def init_backup_commands(app):
         if manifest.get("files_failed"):
             raise click.ClickException(f"The database is restored, but {len(manifest['files_failed'])} stored "
                                        f"file(s) could not be put back (listed above): copy them by hand.")
+
+
+def init_export_command(app):
+    @app.cli.command("export")
+    @click.argument("list_name", metavar="LIST", type=click.Choice(tuple(EXPORT_LISTS)))
+    @click.option("--format", "fmt", type=click.Choice(tuple(exports.FORMATS)), default="csv", show_default=True)
+    @click.option("--since", type=click.DateTime(("%Y-%m-%d",)), help="From this UTC day on (YYYY-MM-DD).")
+    @click.option("--until", type=click.DateTime(("%Y-%m-%d",)), help="Up to and including this UTC day.")
+    @click.option("--status", help="Only rows with this status (jobs, payments, orders).")
+    @click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-",
+                  help="Write to this file instead of standard output.")
+    def export(list_name, fmt, since, until, status, output):
+        """Export an admin list as CSV or JSON Lines, exactly as the admin's Export does (audited)."""
+        from app.admin import exportable
+
+        view = exportable(app)[EXPORT_LISTS[list_name]]
+        since, until = since and since.date(), until and until.date()
+        try:
+            where = exports.filter_clauses(view.model, since, until, status)
+        except exports.ExportError as exc:
+            raise click.ClickException(f"{list_name}: {exc}") from None
+        filters = {key: value for key, value in
+                   (("since", since and since.isoformat()), ("until", until and until.isoformat()),
+                    ("status", status)) if value}
+        lines = view.export_lines(fmt, view.export_query().filter(*where), filters, exports.CLI_ACTOR)
+        with click.open_file(output, "wb") as out:
+            for line in lines:
+                out.write(line.encode("utf-8"))

@@ -5,15 +5,16 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 
 from app.admin.backups import BackupView
-from app.admin.base import ProtectedIndexView
+from app.admin.base import ProtectedIndexView, RoleModelView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
 from app.admin.cms import PageView
-from app.admin.history import AuditLogView, JobView
+from app.admin.history import AuditLogView, JobLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, Backup, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
+from app.models import (AIFunction, AuditLog, Backup, CreditLedger, Job, JobLog, Order, Page, Payment, Plan, Provider,
+                        User)
 from app.services import backup, jobs
 
 
@@ -34,6 +35,12 @@ class DashboardView(ProtectedIndexView):
         return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup)
 
 
+def exportable(app):
+    """The lists an admin may export, by endpoint: the CLI exports the very same lists."""
+    return {v.endpoint: v for v in app.extensions["neurapix_admin"]._views
+            if isinstance(v, RoleModelView) and "admin" in v.export_roles}
+
+
 def init_app(app):
     # Created per app rather than in extensions: Flask-Admin binds its views to one app's blueprints.
     admin = Admin(
@@ -46,6 +53,7 @@ def init_app(app):
     admin.add_view(ProviderView(Provider, db, name="Providers", category="Catalog", endpoint="providers"))
     admin.add_view(UserView(User, db, name="Users", category="People", endpoint="users"))
     admin.add_view(JobView(Job, db, name="Jobs", category="People", endpoint="jobs"))
+    admin.add_view(JobLogView(JobLog, db, name="Job logs", category="People", endpoint="job_logs"))
     admin.add_view(PlanView(Plan, db, name="Plans", category="Billing", endpoint="plans"))
     admin.add_view(OrderView(Order, db, name="Orders", category="Billing", endpoint="orders"))
     admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing", endpoint="payments"))

@@ -180,23 +180,44 @@ class RoleModelView(RoleAccess, ModelView):
             abort(404)
         return super().get_one(id)
 
-    # --- exports: admin only by default per view (export_roles), always through the one CSV writer ---
+    # --- exports: admin only by default per view (export_roles), always through services/exports.py ---
+    # Exports carry stored values (numbers, datetimes, JSON); the service writes them per format, so the
+    # list's display formatters (HTML badges, "9.99 USD") stay out of them.
+    export_types = tuple(exports.FORMATS)
+    column_formatters_export: dict = {}
+    column_type_formatters_export: dict = {}
+
+    def export_rows(self, query):
+        """The export columns' values for each row of the query, read through a server-side cursor."""
+        names = [name for name, _label in self._export_columns]
+        for row in exports.streamed(query):
+            yield [self.get_export_value(row, name) for name in names]
+
+    def export_query(self, search=None, filters=None, sort=None, sort_desc=None):
+        """The list's query with a search, Flask-Admin filters and a sort, as the list page builds it."""
+        _count, query = self.get_list(0, sort, sort_desc, search, filters, page_size=self.export_max_rows,
+                                      execute=False)
+        return query
+
+    def export_lines(self, fmt, query, filters, actor):
+        """The export of this list (audited by the service), one line at a time."""
+        return exports.export(self.endpoint, fmt, self._export_columns, self.export_rows(query), filters, actor)
+
+    def _export(self, fmt):
+        args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(args.sort)
+        query = self.export_query(args.search, args.filters, sort[0] if sort else None, args.sort_desc)
+        shown = {"search": args.search or None, "sort": sort[0] if sort else None, "desc": bool(args.sort_desc),
+                 "filters": [[name, str(self._filters[idx].operation()), value]
+                             for idx, name, value in args.filters or ()]}
+        lines = self.export_lines(fmt, query, shown, current_user._get_current_object())
+        return exports.response(self.get_export_name(fmt), fmt, lines)
 
     def _export_csv(self, return_url):
-        columns = self._export_columns
+        return self._export("csv")
 
-        def rows():
-            # Runs while the response streams, inside the context stream_with_context re-enters, so the
-            # query uses that context's session and its teardown closes it. The list's filters, search and
-            # sort apply; rows are fetched in batches, never all at once.
-            args = self._get_list_extra_args()
-            sort = self._get_column_by_idx(args.sort)
-            _count, query = self.get_list(0, sort[0] if sort else None, args.sort_desc, args.search, args.filters,
-                                          page_size=self.export_max_rows, execute=False)
-            for row in query.yield_per(500):
-                yield [self.get_export_value(row, name) for name, _label in columns]
-
-        return exports.csv_response(self.get_export_name("csv"), [label for _name, label in columns], rows())
+    def _export_tablib(self, export_type, return_url):
+        return self._export(export_type)
 
     # --- audit: rows join the same transaction as the change they describe ---
 

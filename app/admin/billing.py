@@ -42,6 +42,8 @@ class PaymentView(RoleModelView):
     column_filters = ("provider", "status", "currency", "created_at", "user.email", "amount", "order_id",
                       "review_reason")
     column_formatters = {"amount": lambda _v, _c, m, _n: m.amount_display}
+    column_export_list = ("id", "created_at", "user", "provider", "status", "amount", "currency", "credits",
+                          "refunded_credits", "plan_name", "order_id", "external_id", "review_reason")
     column_labels = {"refunded_credits": "Credits taken back", "plan_name": "Plan", "order_id": "Order",
                      "review_reason": "Needs review because"}
     column_descriptions = {"status": "review: money that matched no pending order of ours, or not its amount; "
@@ -74,6 +76,7 @@ class OrderView(ReadOnlyModelView):
     """Orders are written by services.payments before the buyer goes to the gateway; staff read them."""
 
     read_roles = STAFF
+    export_roles = ADMIN
     column_list = ("id", "created_at", "user", "plan_name", "gateway", "status", "amount", "credits",
                    "gateway_reference", "paid_at", "error")
     column_searchable_list = ("gateway_reference", "user.email")

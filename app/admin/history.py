@@ -1,4 +1,4 @@
-"""Admin views over history: jobs (with retry and cancel) and the audit log (read-only)."""
+"""Admin views over history: jobs (with retry and cancel), their log lines and the audit log (read-only)."""
 from collections import Counter
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from app.admin.base import ADMIN, STAFF, ReadOnlyModelView
 from app.extensions import db
-from app.models import Job
+from app.models import Job, JobLog
 from app.services import audit, jobs, permissions
 
 JOB_OPERATORS = frozenset({"admin", "support"})
@@ -59,6 +59,17 @@ class JobView(ReadOnlyModelView):
             allowed = permissions.may_cancel_job(actor, job)
             outcomes[jobs.cancel(job.id, actor=actor) if allowed else "Not yours to cancel (skipped)."] += 1
         flash(" ".join(f"{count} × {message}" for message, count in outcomes.items()), "info")
+
+
+class JobLogView(ReadOnlyModelView):
+    """Every job's log lines in one list, to search and export across jobs (a job's page shows its own)."""
+
+    export_roles = ADMIN
+    simple_list_pager = True  # no COUNT(*) over a table that grows with every attempt
+    column_list = ("id", "created_at", "job_id", "level", "provider_key", "attempt", "latency_ms", "message")
+    column_searchable_list = ("message",)
+    column_filters = ("job_id", "level", "provider_key", "created_at")
+    column_labels = {"job_id": "Job", "provider_key": "Provider", "latency_ms": "Latency (ms)"}
 
 
 class AuditLogView(ReadOnlyModelView):
