@@ -20,10 +20,6 @@ LISTS = {"users": "users", "payments": "payments", "jobs": "jobs", "job_logs": "
 JAN, FEB = datetime(2026, 1, 15, 12, tzinfo=timezone.utc), datetime(2026, 2, 15, 12, tzinfo=timezone.utc)
 
 
-def _at(when):
-    return {"created_at": when}
-
-
 @pytest.fixture
 def data(app):
     """Rows in every exported list, with text a spreadsheet would run, and a customer with secrets set."""
@@ -33,11 +29,11 @@ def data(app):
                              recovery_codes=["recovery-code-1"])
         fn = p.local_function()
         failed = Job(user_id=customer.id, function_id=fn.id, function_key="enhance", provider_key="local",
-                     status="failed", error="@SUM(1+1)", **_at(JAN))
+                     status="failed", error="@SUM(1+1)", created_at=JAN)
         db.session.add_all([failed, Job(user_id=customer.id, function_id=fn.id, function_key="enhance",
-                                        provider_key="local", status="done", **_at(JAN)),
+                                        provider_key="local", status="done", created_at=JAN),
                             Job(user_id=customer.id, function_id=fn.id, function_key="enhance",
-                                provider_key="local", status="failed", **_at(FEB))])
+                                provider_key="local", status="failed", created_at=FEB)])
         db.session.flush()
         db.session.add(JobLog(job_id=failed.id, level="error", message="=HYPERLINK(\"http://evil.example\")",
                               provider_key="local", attempt=1, latency_ms=12))
