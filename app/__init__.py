@@ -29,6 +29,10 @@ def create_app(config_name=None):
     csrf.init_app(app)
     login_manager.init_app(app)
 
+    from app.services import mail
+
+    mail.init_app(app)
+
     from app import admin, auth, cli, health, security, site, webhooks
 
     security.init_app(app)

@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each job a fresh database session and call services."""
 from app.extensions import db
-from app.services import backup, jobs
+from app.services import backup, jobs, mail
 
 
 def process_job(job_id):
@@ -22,5 +22,13 @@ def backup_tick():
     """Enqueued by scheduler.py every BACKUP_TICK_SECONDS: makes the daily backup when it is due."""
     try:
         backup.run_due()
+    finally:
+        db.session.remove()
+
+
+def send_email(email_id):
+    """One logged email; a MailError makes RQ retry it per MAIL_RETRY_SECONDS."""
+    try:
+        mail.send(email_id)
     finally:
         db.session.remove()

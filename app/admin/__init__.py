@@ -9,11 +9,11 @@ from app.admin.base import ProtectedIndexView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
 from app.admin.cms import PageView
-from app.admin.history import AuditLogView, JobView
+from app.admin.history import AuditLogView, EmailLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, Backup, CreditLedger, Job, Order, Page, Payment, Plan, Provider, User
+from app.models import AIFunction, AuditLog, Backup, CreditLedger, EmailLog, Job, Order, Page, Payment, Plan, Provider, User
 from app.services import backup
 
 
@@ -54,6 +54,7 @@ def init_app(app):
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
+    admin.add_view(EmailLogView(EmailLog, db, name="Emails", category="Security", endpoint="emails"))
     admin.add_view(BackupView(Backup, db, name="Backups", category="Security", endpoint="backups"))
     admin.init_app(app)
     app.extensions["neurapix_admin"] = admin

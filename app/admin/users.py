@@ -195,15 +195,11 @@ class UserView(RoleModelView):
             flash(done.format(email=user.email), "success")
         return redirect(url_for(".details_view", id=user.id))
 
-    @expose("/reset-link", methods=["GET", "POST"])
-    def reset_link_view(self):
-        """A one-time password reset link to hand the user (staff never learn or choose their password)."""
-        user = self._target("reset_link")
-        if request.method != "POST":
-            return redirect(url_for(".details_view", id=user.id))
-        token = accounts.password_reset_token(_actor(), user)
-        link = url_for("auth.reset_password", token=token, _external=True)
-        return self.render("admin/user_reset_link.html", user=user, link=link, hours=accounts.RESET_LINK_HOURS)
+    @expose("/reset-email", methods=["GET", "POST"])
+    def reset_email_view(self):
+        """Email the user a one-time password reset link (staff never see the link nor the password)."""
+        return self._post_action("reset_link", accounts.send_password_reset,
+                                 "A password reset email is on its way to {email}.")
 
     @expose("/sign-out", methods=["GET", "POST"])
     def sign_out_view(self):

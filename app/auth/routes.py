@@ -6,8 +6,9 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required
 
 from app.auth import bp
-from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, PasswordChangeForm, PasswordResetForm,
-                            SignOutEverywhereForm, SignupForm, TwoFactorForm)
+from app.auth.forms import (ChangeEmailForm, DisableTwoFactorForm, EmailPreferencesForm, EnrolForm,
+                            ForgotPasswordForm, LoginForm, PasswordChangeForm, PasswordResetForm,
+                            ResendVerificationForm, SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
 from app.services import accounts, sessions, two_factor, urls
@@ -109,8 +110,9 @@ def signup():
             form.email.errors.append(str(exc))
             return render_template("auth/signup.html", form=form), 400
         # The same answer whether the address was new or already had an account: sign-up reveals nobody.
-        flash("Thanks! If this address is new, your account is ready: log in below. If it already had an "
-              "account, log in with that account's password.", "success")
+        flash("Thanks! If this address is new, your account is ready: log in below, and open the link we emailed "
+              "you to confirm the address. If it already had an account, log in with that account's password.",
+              "success")
         return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form), (400 if form.errors else 200)
 
@@ -118,7 +120,8 @@ def signup():
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
 def reset_password(token):
-    """The link support hands a customer: choose a new password (every session of the account then ends)."""
+    """The emailed reset link: choose a new password (every session of the account then ends). The token is in
+    the path, not a query string, and services.accounts makes it die once the password changes."""
     form = PasswordResetForm()
     try:
         user = accounts.user_for_reset(token)
@@ -134,6 +137,40 @@ def reset_password(token):
             flash("Your password is set. Log in with it now.", "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset_password.html", form=form, email=user.email), (400 if form.errors else 200)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(form.email.data)
+        # The same answer whether or not the address has an account.
+        flash("If an account uses this address, we have emailed it a link to choose a new password.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot_password.html", form=form), (400 if form.errors else 200)
+
+
+@bp.route("/verify-email/<token>")
+def verify_email(token):
+    try:
+        accounts.verify_email(token)
+    except accounts.AccountError as exc:
+        return render_template("errors/error.html", code=400, title="Link not valid", message=str(exc)), 400
+    flash("Thank you: your email address is confirmed.", "success")
+    return redirect(url_for("site.account") if current_user.is_authenticated else url_for("auth.login"))
+
+
+@bp.route("/confirm-email/<token>")
+def confirm_email(token):
+    """The link sent to a new address: the account switches to it, and every session signs in again."""
+    try:
+        accounts.confirm_email_change(token)
+    except accounts.AccountError as exc:
+        return render_template("errors/error.html", code=400, title="Link not valid", message=str(exc)), 400
+    sessions.end()
+    flash("Your email address is changed. Log in with the new one.", "success")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -163,6 +200,8 @@ def _security_page(status=200, **forms):
         enrol_form=forms.get("enrol_form") or EnrolForm(), disable_form=forms.get("disable_form") or
         DisableTwoFactorForm(), password_form=forms.get("password_form") or PasswordChangeForm(),
         everywhere_form=SignOutEverywhereForm(), recovery_codes=forms.get("recovery_codes"),
+        email_form=forms.get("email_form") or ChangeEmailForm(), resend_form=ResendVerificationForm(),
+        preferences_form=EmailPreferencesForm(job_failed=user.email_job_failed),
     ), status
 
 
@@ -232,4 +271,45 @@ def sign_out_everywhere():
         sessions.end()
         flash("You are signed out on every device, this one included.", "info")
         return redirect(url_for("auth.login"))
+    return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/security/email", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def change_email():
+    form = ChangeEmailForm()
+    if form.validate_on_submit():
+        try:
+            accounts.request_email_change(_me(), form.new_email.data, form.password.data)
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            form.new_email.errors.append(str(exc))
+        else:
+            flash("We emailed a confirmation link to the new address; your address changes when you open it.", "info")
+            return redirect(url_for("auth.security"))
+    return _security_page(400, email_form=form)
+
+
+@bp.route("/account/security/verify", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def resend_verification():
+    if ResendVerificationForm().validate_on_submit():
+        try:
+            accounts.resend_verification(_me())
+        except accounts.AccountError as exc:
+            flash(str(exc), "info")
+        else:
+            flash(f"We emailed a new confirmation link to {current_user.email}.", "info")
+    return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/security/email-preferences", methods=["POST"])
+@login_required
+def email_preferences():
+    form = EmailPreferencesForm()
+    if form.validate_on_submit():
+        accounts.set_email_preferences(_me(), job_failed=form.job_failed.data)
+        flash("Email preferences saved.", "success")
     return redirect(url_for("auth.security"))

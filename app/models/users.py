@@ -48,6 +48,10 @@ class User(UserMixin, db.Model):
     totp_secret: Mapped[str | None] = mapped_column(sa.Text, info=secret())
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     recovery_codes: Mapped[list | None] = mapped_column(JSONType, info=secret())
+    # Set when the customer followed the link emailed to this address (a changed address is verified too).
+    email_verified_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The customer's choice to be emailed when a job fails and is refunded (transactional mail is always sent).
+    email_job_failed: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     plan = relationship("Plan", lazy="joined")
 

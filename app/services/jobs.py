@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import AIFunction, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import CancelledByUser, ProviderError, ProviderInput
-from app.services import audit, catalog, credits, outputs, queue, storage
+from app.services import audit, catalog, credits, mail, outputs, permissions, queue, storage
 from app.services.crypto import decrypt_json
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,8 @@ def submit(user, function_key, data, filename="upload"):
         raise SubmitError("This tool is not available.", status=404)
     if user.is_banned:
         raise SubmitError("Your account is suspended.", status=403)
+    if refusal := permissions.job_refusal(user):
+        raise SubmitError(refusal, status=403)
     limits = plan_limits(user)
     meta = inspect_upload(fn, data, limits.get("max_file_size"))
     plan, problems = steps(fn)
@@ -275,6 +277,8 @@ def _finish(job_id, condition, message, status="failed", customer=None, also=Non
     if moved:
         add_log(job_id, message, level="error" if status == "failed" else "info")
         _refund(job_id)
+        if status == "failed":
+            mail.job_failed(job_id)
         if also is not None:
             also()
     db.session.commit()
