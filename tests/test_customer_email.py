@@ -265,3 +265,33 @@ def test_a_banned_customer_is_told_why(app, client, smtp):
     p.drain(app)
     (message,) = smtp.to("banned@example.com")
     assert "suspended" in message["Subject"] and "chargeback fraud" in smtp.text(message)
+
+
+def test_a_paid_order_emails_a_receipt_and_a_refund_says_what_was_taken_back(app, smtp):
+    from decimal import Decimal
+
+    from app.models import Order, Plan
+    from app.services import payment_events as events
+    from app.services import payments
+
+    with app.app_context():
+        user = make_user("customer", email="buyer@example.com")
+        plan = Plan(name="Starter", price=900, currency="EUR", kind="pack", credits=100)
+        db.session.add(plan)
+        db.session.flush()
+        order = Order(user_id=user.id, plan_id=plan.id, plan_name="Starter", gateway="stripe", amount=900,
+                      currency="EUR", credits=100)
+        db.session.add(order)
+        db.session.commit()
+        paid = events.PaymentEvent(provider="stripe", event_id="evt_1", source_type="checkout.session.completed",
+                                   kind=events.ORDER_PAID, order_ref=str(order.id), external_id="pi_1", paid=True,
+                                   amount=Decimal("9.00"), currency="EUR")
+        assert payments.apply(paid) == "applied"
+        refund = events.PaymentEvent(provider="stripe", event_id="evt_2", source_type="charge.refunded",
+                                     kind=events.REFUNDED, external_id="pi_1", amount=Decimal("9.00"),
+                                     currency="EUR")
+        assert payments.apply(refund) == "applied"
+    p.drain(app)
+    receipt, refunded = smtp.to("buyer@example.com")
+    assert "Starter, 9.00 EUR" in receipt["Subject"] and "Credits added: 100" in smtp.text(receipt)
+    assert "refund" in refunded["Subject"] and "100 credits were removed" in smtp.text(refunded)

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Order, Payment, User, WebhookEvent
 from app.models.types import utcnow
 from app.payments import gateway
-from app.services import audit, catalog, credits
+from app.services import audit, catalog, credits, mail
 from app.services import payment_events as events
 from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
 from app.services.urls import absolute_url
@@ -248,6 +248,7 @@ def _order_paid(event):
     db.session.add(payment)
     db.session.flush()
     grant_payment(payment)
+    _receipt(payment)
     return "applied"
 
 
@@ -276,6 +277,7 @@ def _succeeded(event):
     _sold(payment, order)
     db.session.flush()
     grant_payment(payment)
+    _receipt(payment)
     return "applied"
 
 
@@ -296,6 +298,8 @@ def _failed(event):
     user = db.session.get(User, order.user_id)
     if event.subscription_id and user.subscription_id == event.subscription_id:
         user.subscription_status = "past_due"
+    if payment.status == "failed":
+        mail.queue(user, "payment_failed", payment_id=payment.id)
     return "applied"
 
 
@@ -338,6 +342,10 @@ def _refunded(event):
     if to_take:
         credits.take_back(payment.user_id, to_take, payment_id=payment.id, idempotency_key=f"refund:{event.event_id}",
                           reason=f"Refund of {payment.provider} payment #{payment.id}")
+    user = db.session.get(User, payment.user_id) if payment.user_id else None
+    if user is not None:
+        mail.queue(user, "refund", payment_id=payment.id, amount=str(event.amount or from_minor(payment.amount)),
+                   credits=to_take)
     return "applied"
 
 
@@ -359,5 +367,29 @@ def record_manual(user, plan, amount, currency, credits_granted, note, actor):
     db.session.add(payment)
     db.session.flush()
     grant_payment(payment, actor)
+    _receipt(payment)
     audit.record("create", "Payment", payment.id, new=audit.snapshot(payment), actor=actor)
     return payment
+
+
+# --- what the customer is emailed ---
+
+
+def _receipt(payment):
+    user = db.session.get(User, payment.user_id) if payment.user_id else None
+    if user is not None:
+        mail.queue(user, "payment_receipt", payment_id=payment.id)
+
+
+@mail.message("payment_receipt")
+@mail.message("payment_failed")
+@mail.message("refund")
+def _payment_context(user, params):
+    payment = db.session.get(Payment, params.get("payment_id"))
+    if payment is None or user is None:
+        return None
+    return {"user": user, "payment": payment, "amount": f"{from_minor(payment.amount)} {payment.currency}",
+            "plan": payment.plan_name or "Credits", "account_url": absolute_url("site.account"),
+            "pricing_url": absolute_url("site.pricing"), "subscription_end": user.subscription_period_end,
+            **{k: v for k, v in params.items() if k != "payment_id"}}
+
