@@ -295,3 +295,76 @@ def test_a_paid_order_emails_a_receipt_and_a_refund_says_what_was_taken_back(app
     receipt, refunded = smtp.to("buyer@example.com")
     assert "Starter, 9.00 EUR" in receipt["Subject"] and "Credits added: 100" in smtp.text(receipt)
     assert "refund" in refunded["Subject"] and "100 credits were removed" in smtp.text(refunded)
+
+
+def _stored(ref):
+    from app.services import storage
+
+    try:
+        storage.read(ref)
+    except (FileNotFoundError, storage.StorageError):
+        return False
+    return True
+
+
+def _finished_job(app, user_id):
+    """A done job of the user's with its input file stored, as the pipeline leaves one."""
+    with app.app_context():
+        fn = p.local_function(price_per_use=1)
+        job = jobs.submit(db.session.get(User, user_id), fn.key, image_bytes())
+        p.drain(app)
+        job = p.job(job.id)
+        assert job.status == "done" and _stored(job.input_ref)
+        return job.id, job.input_ref, job.output_ref
+
+
+def test_a_customer_downloads_their_data_as_json(app, client, smtp):
+    with app.app_context():
+        user = p.funded_customer(5, email="mine@example.com")
+    job_id, _in, _out = _finished_job(app, user.id)
+    login(client, user)
+    resp = client.get("/account/data.json")
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    data = resp.get_json()
+    assert data["account"]["email"] == "mine@example.com" and data["account"]["balance"] == 4
+    assert [j["id"] for j in data["jobs"]] == [job_id]
+    assert [r["amount"] for r in data["credit_ledger"]] == [5, -1]
+
+
+@pytest.mark.parametrize("mode", ["anonymise", "delete"])
+def test_deleting_an_account_removes_files_and_keeps_payments(app, client, smtp, mode):
+    from app.models import Job, Payment
+
+    with app.app_context():
+        settings.update({"customers.deleted_jobs": mode})
+        user = p.funded_customer(5, email="leaving@example.com")
+        db.session.add(Payment(user_id=user.id, provider="manual", status="succeeded", amount=500, currency="EUR",
+                               credits=5))
+        db.session.commit()
+    job_id, input_ref, output_ref = _finished_job(app, user.id)
+    login(client, user)
+    wrong = post(client, "/account/delete", {"password": "not-my-password"})
+    assert wrong.status_code == 400 and _user(app, "leaving@example.com").deleted_at is None
+    assert post(client, "/account/delete", {"password": PASSWORD}).status_code == 302
+
+    assert client.get("/account").status_code == 302
+    with app.app_context():
+        gone = db.session.get(User, user.id)
+        assert gone.deleted_at and gone.email == f"deleted-{user.id}@deleted.invalid" and gone.is_banned
+        assert not gone.check_password(PASSWORD)
+        assert not _stored(input_ref) and not _stored(output_ref)
+        job = db.session.get(Job, job_id)
+        assert (job is None) if mode == "delete" else (job.input_ref is None and job.output_ref is None)
+        assert db.session.scalars(sa.select(Payment).where(Payment.user_id == user.id)).one().amount == 500
+        assert not db.session.scalars(sa.select(EmailLog).where(EmailLog.to_address == "leaving@example.com")).all()
+    fresh = app.test_client()
+    assert post(fresh, "/login", {"email": "leaving@example.com", "password": PASSWORD}).status_code == 401
+
+
+def test_staff_cannot_delete_their_own_account_from_the_site(app, client, smtp):
+    with app.app_context():
+        support = make_user("support")
+    login(client, support)
+    resp = post(client, "/account/delete", {"password": PASSWORD})
+    assert resp.status_code == 400 and "removed by an admin" in resp.get_data(as_text=True)
+    assert _user(app, support.email).deleted_at is None

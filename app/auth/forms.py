@@ -98,3 +98,8 @@ class ResendVerificationForm(FlaskForm):
 class EmailPreferencesForm(FlaskForm):
     job_failed = BooleanField("Email me when a job fails and its credits are refunded")
     submit = SubmitField("Save email preferences")
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired()])
+    submit = SubmitField("Delete my account")

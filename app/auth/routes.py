@@ -1,12 +1,13 @@
 """Login (password, then the second factor when the account has one), logout, customer sign-up, and the
 account security page (two-factor authentication, password, sign out everywhere)."""
+import json
 import time
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from app.auth import bp
-from app.auth.forms import (ChangeEmailForm, DisableTwoFactorForm, EmailPreferencesForm, EnrolForm,
+from app.auth.forms import (ChangeEmailForm, DeleteAccountForm, DisableTwoFactorForm, EmailPreferencesForm, EnrolForm,
                             ForgotPasswordForm, LoginForm, PasswordChangeForm, PasswordResetForm,
                             ResendVerificationForm, SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
@@ -202,6 +203,7 @@ def _security_page(status=200, **forms):
         everywhere_form=SignOutEverywhereForm(), recovery_codes=forms.get("recovery_codes"),
         email_form=forms.get("email_form") or ChangeEmailForm(), resend_form=ResendVerificationForm(),
         preferences_form=EmailPreferencesForm(job_failed=user.email_job_failed),
+        delete_form=forms.get("delete_form") or DeleteAccountForm(),
     ), status
 
 
@@ -313,3 +315,31 @@ def email_preferences():
         accounts.set_email_preferences(_me(), job_failed=form.job_failed.data)
         flash("Email preferences saved.", "success")
     return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/data.json")
+@login_required
+def export_data():
+    """Everything we hold about the signed-in customer, as a JSON download."""
+    body = json.dumps(accounts.export_data(_me()), indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="neurapix-account.json"',
+                             "Cache-Control": "no-store"})
+
+
+@bp.route("/account/delete", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def delete_account():
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        try:
+            accounts.delete_own_account(_me(), form.password.data)
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            flash(f"Your account was not deleted: {exc}", "error")
+        else:
+            sessions.end()
+            flash("Your account is deleted. Thank you for using us.", "info")
+            return redirect(url_for("site.index"))
+    return _security_page(400, delete_form=form)

@@ -1,6 +1,8 @@
 """Accounts: creating users, checking logins, and every change staff make to a user, shared by the site,
 the CLI and the admin. Each change asks services.permissions first, audits, and commits."""
 import hashlib
+import logging
+import secrets
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
@@ -8,10 +10,13 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from app.extensions import db
-from app.models import Job, User
+from app.models import CreditLedger, EmailLog, Job, Order, Payment, User
 from app.models.types import utcnow
-from app.services import audit, credits, jobs, mail, passwords, permissions, settings, throttle, two_factor
+from app.services import (audit, credits, jobs, mail, passwords, permissions, settings, storage, throttle,
+                          two_factor)
 from app.services.urls import absolute_url
+
+log = logging.getLogger(__name__)
 
 
 class AccountError(ValueError):
@@ -434,3 +439,74 @@ def set_email_preferences(user, job_failed):
                      new={"job_failed": bool(job_failed)}, actor=user)
         user.email_job_failed = bool(job_failed)
     db.session.commit()
+
+
+# --- the customer's own data: download and deletion ---
+
+
+def _when(value):
+    return value.isoformat() if value else None
+
+
+def export_data(user):
+    """Everything we hold about the customer, as JSON-ready data (what the "download my data" link gives)."""
+    def rows(model, *order):
+        return db.session.scalars(sa.select(model).where(model.user_id == user.id).order_by(*order)).all()
+
+    return {
+        "account": {"email": user.email, "created_at": _when(user.created_at), "role": user.role,
+                    "balance": user.balance, "plan": user.plan.name if user.plan else None,
+                    "email_verified_at": _when(user.email_verified_at), "last_login_at": _when(user.last_login_at),
+                    "two_factor": user.has_2fa, "email_job_failed": user.email_job_failed,
+                    "subscription_status": user.subscription_status},
+        "jobs": [{"id": j.id, "function": j.function_key, "status": j.status, "credits_charged": j.credits_charged,
+                  "refunded": j.refunded, "input": j.input_meta, "message": j.customer_message,
+                  "created_at": _when(j.created_at), "finished_at": _when(j.finished_at)}
+                 for j in rows(Job, Job.id)],
+        "credit_ledger": [{"amount": r.amount, "balance_after": r.balance_after, "kind": r.kind, "reason": r.reason,
+                           "job_id": r.job_id, "payment_id": r.payment_id, "created_at": _when(r.created_at)}
+                          for r in rows(CreditLedger, CreditLedger.id)],
+        "orders": [{"id": o.id, "plan": o.plan_name, "gateway": o.gateway, "amount": o.amount,
+                    "currency": o.currency, "credits": o.credits, "status": o.status,
+                    "created_at": _when(o.created_at)} for o in rows(Order, Order.id)],
+        "payments": [{"id": p.id, "provider": p.provider, "status": p.status, "amount": p.amount,
+                      "currency": p.currency, "credits": p.credits, "plan": p.plan_name,
+                      "created_at": _when(p.created_at)} for p in rows(Payment, Payment.id)],
+        "emails": [{"template": e.template, "to": e.to_address, "status": e.status, "created_at": _when(e.created_at)}
+                   for e in rows(EmailLog, EmailLog.id)],
+    }
+
+
+def delete_own_account(user, password):
+    """The customer closes their account: files deleted; jobs deleted or kept without files (a setting);
+    the user row stays anonymised for the payments and ledger that name it (kept for accounting)."""
+    if user.role != "customer":
+        raise AccountError("Staff accounts are removed by an admin.")
+    if not passwords.verify(user.password_hash, password):
+        raise AccountError("The password is wrong.")
+    active = db.session.scalars(sa.select(Job.id).where(Job.user_id == user.id, Job.status.in_(jobs.ACTIVE))).all()
+    for job_id in active:
+        jobs.cancel(job_id, actor=user)
+    refs = [ref for pair in db.session.execute(sa.select(Job.input_ref, Job.output_ref).where(Job.user_id == user.id))
+            for ref in pair if ref]
+    own_jobs = Job.__table__.c.user_id == user.id
+    if settings.get("customers.deleted_jobs") == "delete":
+        db.session.execute(sa.delete(Job).where(own_jobs))
+    else:
+        db.session.execute(sa.update(Job).where(own_jobs).values(
+            input_ref=None, output_ref=None, input_meta={}, error=None, customer_message=None, provider_job_id=None))
+    anonymous = f"deleted-{user.id}@deleted.invalid"
+    db.session.execute(sa.update(EmailLog).where(EmailLog.user_id == user.id).values(to_address=anonymous))
+    user.email, user.deleted_at = anonymous, utcnow()
+    user.set_password(secrets.token_urlsafe(32))  # nobody knows it: the account can never log in again
+    user.is_banned, user.ban_reason = True, "Deleted by its owner"
+    user.totp_secret = user.recovery_codes = user.email_verified_at = None
+    audit.record("account_deleted", "User", user.id, new={"jobs": settings.get("customers.deleted_jobs")}, actor=user)
+    revoke_sessions(user, user, "account deleted")
+    db.session.commit()
+    for ref in refs:
+        try:
+            storage.delete(ref)
+        except Exception:
+            # The account is gone either way; a file left behind is logged by reference, for staff to remove.
+            log.exception("could not delete %s of deleted user %s", ref, user.id)

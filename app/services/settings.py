@@ -312,6 +312,10 @@ DEFINITIONS = (
                "On: customers must follow the link emailed at sign-up before they can run a function."),
     Definition("customers.welcome_credits", "customers", Integer(0, 1_000_000), 0, "Welcome credits",
                "Granted once, when a customer verifies their email address."),
+    Definition("customers.deleted_jobs", "customers", Choice(("anonymise", "Keep job records, without files"),
+                                                             ("delete", "Delete job records too")),
+               "anonymise", "When a customer deletes their account",
+               "Their uploaded and result files are always deleted; payments are always kept for accounting."),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 

@@ -1,4 +1,4 @@
-"""customer lifecycle: email log, email verification and the job-failed email opt-out
+"""customer lifecycle: email log, email verification, the job-failed email opt-out, deleted accounts
 
 Revision ID: a15life00001
 Revises: a13bak000001
@@ -44,12 +44,14 @@ def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('email_verified_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('email_job_failed', sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch_op.add_column(sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index('uq_users_email_lower', 'users', [sa.text('lower(email)')], unique=True)
 
 
 def downgrade():
     op.drop_index('uq_users_email_lower', table_name='users')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('deleted_at')
         batch_op.drop_column('email_job_failed')
         batch_op.drop_column('email_verified_at')
     op.create_index('uq_users_email_lower', 'users', [sa.text('lower(email)')], unique=True)
