@@ -368,3 +368,12 @@ def test_staff_cannot_delete_their_own_account_from_the_site(app, client, smtp):
     resp = post(client, "/account/delete", {"password": PASSWORD})
     assert resp.status_code == 400 and "removed by an admin" in resp.get_data(as_text=True)
     assert _user(app, support.email).deleted_at is None
+
+
+def test_the_development_server_log_hides_tokens_and_addresses(app, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        logging.getLogger("werkzeug").info('%s - - "%s" %s', "127.0.0.1",
+                                           "GET /verify-email/tok.en?next=/x&e=a%40b.io HTTP/1.1", 302)
+    assert "/verify-email/[redacted]" in caplog.text and "tok.en" not in caplog.text and "a%40b" not in caplog.text
