@@ -94,6 +94,12 @@ class StripeAPIServer(_Server):
 
     def _create_session(self, form):
         price_id = form.get("line_items[0][price]")
+        if price_id is None and "line_items[0][price_data][unit_amount]" in form:
+            # An inline price, as Checkout accepts one instead of a price id.
+            price_id = "inline"
+            self.prices["inline"] = (int(form["line_items[0][price_data][unit_amount]"]),
+                                     form["line_items[0][price_data][currency]"],
+                                     form.get("line_items[0][price_data][recurring][interval]"))
         if price_id not in self.prices:
             return 400, {"error": {"type": "invalid_request_error", "code": "resource_missing",
                                    "param": "line_items[0][price]", "message": f"No such price: '{price_id}'"}}

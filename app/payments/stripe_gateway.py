@@ -111,7 +111,7 @@ class StripeGateway(PaymentGateway):
         params = {
             "mode": "subscription" if subscription else "payment",
             "client_reference_id": str(order.id),
-            "line_items": [{"price": order.plan.stripe_price_id, "quantity": 1}],
+            "line_items": [_line_item(order)],
             "metadata": metadata,
             "success_url": return_url,
             "cancel_url": cancel_url,
@@ -136,3 +136,13 @@ class StripeGateway(PaymentGateway):
         except stripe.StripeError as exc:
             raise GatewayError(f"Stripe refused the portal: {exc.__class__.__name__}: {exc.user_message}") from None
         return session.url
+
+
+def _line_item(order):
+    """The plan's Stripe price when it has one; otherwise the order's own amount, so every plan can be sold."""
+    if order.plan is not None and order.plan.stripe_price_id:
+        return {"price": order.plan.stripe_price_id, "quantity": 1}
+    price = {"currency": order.currency.lower(), "unit_amount": order.amount, "product_data": {"name": order.plan_name}}
+    if order.plan_kind != "pack":
+        price["recurring"] = {"interval": "year" if order.plan_kind == "yearly" else "month"}
+    return {"price_data": price, "quantity": 1}

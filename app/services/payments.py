@@ -40,14 +40,20 @@ class UnknownGateway(Exception):
 
 
 def checkout_options(plan):
-    """The gateways a plan can be bought through: Stripe with a Stripe price id; PayPal (one-time Orders, so
-    credit packs only) once the owner entered PayPal's keys."""
+    """The gateways a plan can be bought through: Stripe once its secret key is set (at the plan's Stripe price,
+    or at our own price when it has none); PayPal (one-time Orders, so credit packs only) once its keys are set."""
     options = []
-    if plan.stripe_price_id:
+    if plan.price > 0 and gateway("stripe").configured():
         options.append("stripe")
     if plan.kind == "pack" and plan.price > 0 and gateway("paypal").configured():
         options.append("paypal")
     return options
+
+
+def plan_for_credits(user, needed):
+    """The cheapest plan this user can buy right now that brings at least `needed` credits, or None."""
+    fitting = [plan for plan in catalog.plans_for(user) if plan.credits >= needed and checkout_options(plan)]
+    return min(fitting, key=lambda plan: plan.price, default=None)
 
 
 def _return_urls(order):

@@ -35,7 +35,10 @@ def function(key):
                 job = jobs.submit(current_user, fn.key, data, upload.filename or "upload")
             except jobs.SubmitError as exc:
                 form.image.errors.append(str(exc))
-                return render_template("site/function.html", fn=fn, form=form), exc.status
+                # Short of credits: link straight to the cheapest plan that covers this function.
+                top_up = payments.plan_for_credits(current_user, fn.price_per_use) if exc.status == 402 else None
+                return render_template("site/function.html", fn=fn, form=form, short=exc.status == 402,
+                                       top_up=top_up), exc.status
             return redirect(url_for("site.job", job_id=job.id))
         return render_template("site/function.html", fn=fn, form=form), 400
     return render_template("site/function.html", fn=fn, form=form)
@@ -113,7 +116,8 @@ def job_file(job_id, which):
 def pricing():
     plans = catalog.plans_for(current_user if current_user.is_authenticated else None)
     offers = {plan.id: payments.checkout_options(plan) for plan in plans}
-    return render_template("site/pricing.html", plans=plans, offers=offers, form=CancelForm())
+    return render_template("site/pricing.html", plans=plans, offers=offers, form=CancelForm(),
+                           payments_ready=any(offers.values()), highlight=request.args.get("plan", type=int))
 
 
 @bp.route("/checkout/<int:plan_id>", methods=["POST"])
