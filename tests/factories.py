@@ -8,7 +8,9 @@ from app.extensions import db
 
 _counter = itertools.count(1)
 # Columns whose form offers fixed choices that a generic string would not match.
-CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe"}
+CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe", ("coupons", "kind"): "credits"}
+# Values a row needs to pass its model's rules although the column has a default (a credits code gives credits).
+VALID = {"coupons": {"credits": 5}}
 
 
 def _value(column):
@@ -46,6 +48,7 @@ def make_row(model):
             continue
         else:
             values[attr.key] = _value(column)
+    values.update(VALID.get(model.__tablename__, {}))
     row = model(**values)
     db.session.add(row)
     db.session.commit()

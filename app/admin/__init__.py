@@ -8,12 +8,14 @@ from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
+from app.admin.coupons import CouponRedemptionView, CouponView
 from app.admin.cms import PageView
 from app.admin.history import AuditLogView, EmailLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import AIFunction, AuditLog, Backup, CreditLedger, EmailLog, Job, Order, Page, Payment, Plan, Provider, User
+from app.models import (AIFunction, AuditLog, Backup, Coupon, CouponRedemption, CreditLedger, EmailLog, Job, Order,
+                        Page, Payment, Plan, Provider, User)
 from app.services import backup
 
 
@@ -51,6 +53,9 @@ def init_app(app):
     admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing", endpoint="payments"))
     admin.add_view(CreditLedgerView(CreditLedger, db, name="Credit ledger", category="Billing",
                                     endpoint="ledger"))
+    admin.add_view(CouponView(Coupon, db, name="Coupons", category="Billing", endpoint="coupons"))
+    admin.add_view(CouponRedemptionView(CouponRedemption, db, name="Coupon uses", category="Billing",
+                                        endpoint="coupon_uses"))
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Order, Payment, User, WebhookEvent
 from app.models.types import utcnow
 from app.payments import gateway
-from app.services import audit, catalog, credits, mail
+from app.services import audit, catalog, coupons, credits, mail
 from app.services import payment_events as events
 from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
 from app.services.urls import absolute_url
@@ -62,13 +62,22 @@ def _return_urls(order):
     return absolute_url("site.account", paid=1), absolute_url("site.pricing")
 
 
-def start_checkout(user, plan, gateway_key):
-    """Write a pending order for `plan`, then create the gateway's checkout for it; returns the URL to send the
-    buyer to. Raises NotForSale, or CheckoutError when the gateway does not answer (the order is marked failed)."""
+def start_checkout(user, plan, gateway_key, coupon_code=None):
+    """Write a pending order for `plan` (a percent-off code priced in), then create the gateway's checkout for it;
+    returns the URL to send the buyer to. Raises NotForSale, or CheckoutError when the code does not apply or the
+    gateway does not answer (the order is marked failed)."""
     if not catalog.plan_offered(user, plan) or gateway_key not in checkout_options(plan):
         raise NotForSale("This plan is not for sale here.")
+    try:
+        coupon = coupons.for_checkout(user, plan, coupon_code)
+    except coupons.CouponError as exc:
+        raise CheckoutError(str(exc)) from None
+    amount = coupons.discounted(plan.price, coupon.percent_off) if coupon else plan.price
+    if amount <= 0:
+        raise CheckoutError("This code makes the plan free: ask support to add it to your account instead.")
     order = Order(user_id=user.id, plan_id=plan.id, plan_name=plan.name, plan_kind=plan.kind, gateway=gateway_key,
-                  amount=plan.price, currency=plan.currency.upper(), credits=plan.credits, status="pending")
+                  amount=amount, currency=plan.currency.upper(), credits=plan.credits, status="pending",
+                  coupon_id=coupon.id if coupon else None)
     db.session.add(order)
     db.session.commit()  # the order exists before the gateway hears of it
     try:
@@ -241,6 +250,7 @@ def _order_paid(event):
             return "duplicate"
         return _review(event, order, f"order #{order.id} was already paid", known)
     user = db.session.get(User, order.user_id)
+    coupons.count_paid_order(order, user)
     if order.plan_kind != "pack":
         # Credits come with each paid invoice (PAYMENT_SUCCEEDED); the checkout starts the subscription.
         user.plan_id = order.plan_id

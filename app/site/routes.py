@@ -5,10 +5,10 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, jobs, payments, permissions, storage
+from app.services import catalog, cms, coupons, jobs, payments, permissions, storage
 from app.services.urls import absolute_url
 from app.site import bp
-from app.site.forms import CancelForm, UploadForm
+from app.site.forms import CancelForm, RedeemForm, UploadForm
 
 PAGE_SIZE = 20
 
@@ -126,7 +126,7 @@ def checkout(plan_id):
     """Start paying for a plan: services.payments writes the order, then sends the customer to the gateway."""
     try:
         url = payments.start_checkout(current_user, db.session.get(Plan, plan_id),
-                                      request.form.get("gateway", "stripe"))
+                                      request.form.get("gateway", "stripe"), request.form.get("coupon"))
     except payments.NotForSale:
         abort(404)
     except payments.CheckoutError as exc:
@@ -184,4 +184,22 @@ def account():
         sa.select(Job).where(Job.user_id == current_user.id).order_by(Job.id.desc()),
         page=jobs_page, per_page=PAGE_SIZE, error_out=False,
     )
-    return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm())
+    return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm(),
+                           redeem_form=RedeemForm())
+
+
+@bp.route("/account/redeem", methods=["POST"])
+@login_required
+def redeem():
+    """A credits code: the credits once per customer, within the code's limits."""
+    form = RedeemForm()
+    if form.validate_on_submit():
+        try:
+            added = coupons.redeem(current_user._get_current_object(), form.code.data)
+        except coupons.CouponError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Code accepted: {added} credits were added to your balance.", "success")
+    else:
+        flash("Enter a code.", "error")
+    return redirect(url_for("site.account"))
