@@ -12,7 +12,7 @@ from app.auth.forms import (ChangeEmailForm, DeleteAccountForm, DisableTwoFactor
                             ResendVerificationForm, SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
-from app.services import accounts, sessions, two_factor, urls
+from app.services import accounts, referrals, sessions, two_factor, urls
 
 # Between the password and the second factor: who passed the password, and until when that counts.
 PENDING = "neurapix_2fa_pending"
@@ -105,7 +105,7 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            accounts.sign_up(form.email.data, form.password.data)
+            accounts.sign_up(form.email.data, form.password.data, session.get(referrals.SESSION_KEY))
         except accounts.AccountError as exc:
             db.session.rollback()
             form.email.errors.append(str(exc))

@@ -54,6 +54,9 @@ class User(UserMixin, db.Model):
     email_job_failed: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     # The owner deleted the account: the row stays, anonymised, for the payments and ledger that name it.
     deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Referrals: this customer's own code (made when first shown), and who referred them at sign-up.
+    referral_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
+    referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
     plan = relationship("Plan", lazy="joined")
 

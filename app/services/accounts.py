@@ -12,8 +12,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from app.extensions import db
 from app.models import CreditLedger, EmailLog, Job, Order, Payment, User
 from app.models.types import utcnow
-from app.services import (audit, credits, jobs, mail, passwords, permissions, settings, storage, throttle,
-                          two_factor)
+from app.services import (audit, credits, jobs, mail, passwords, permissions, referrals, settings, storage,
+                          throttle, two_factor)
 from app.services.urls import absolute_url
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def create_user(email, password, role="customer"):
     return user
 
 
-def sign_up(email, password):
+def sign_up(email, password, referral_code=None):
     """Customer sign-up. Returns the new user, or None when the address is taken: the page then answers
     exactly as for a new account ("check your email"), so sign-up never tells who has an account."""
     try:
@@ -78,6 +78,7 @@ def sign_up(email, password):
             raise
         db.session.rollback()
         return None
+    referrals.attach(user, referral_code)
     mail.queue(user, "verify_email")
     db.session.commit()
     return user
@@ -361,6 +362,7 @@ def _mark_verified(user):
     if welcome and user.role == "customer":
         credits.grant(user.id, welcome, kind="grant", reason="Welcome credits",
                       idempotency_key=f"welcome:{user.id}")
+    referrals.on_verified(user)
     audit.record("email_verified", "User", user.id, new={"email": user.email}, actor=user)
 
 

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Order, Payment, User, WebhookEvent
 from app.models.types import utcnow
 from app.payments import gateway
-from app.services import audit, catalog, coupons, credits, mail
+from app.services import audit, catalog, coupons, credits, mail, referrals
 from app.services import payment_events as events
 from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
 from app.services.urls import absolute_url
@@ -251,6 +251,7 @@ def _order_paid(event):
         return _review(event, order, f"order #{order.id} was already paid", known)
     user = db.session.get(User, order.user_id)
     coupons.count_paid_order(order, user)
+    referrals.on_paid_order(user, order)
     if order.plan_kind != "pack":
         # Credits come with each paid invoice (PAYMENT_SUCCEEDED); the checkout starts the subscription.
         user.plan_id = order.plan_id

@@ -316,6 +316,16 @@ DEFINITIONS = (
                                                              ("delete", "Delete job records too")),
                "anonymise", "When a customer deletes their account",
                "Their uploaded and result files are always deleted; payments are always kept for accounting."),
+    Definition("customers.referral_signup_credits", "customers", Integer(0, 1_000_000), 10,
+               "Referral: credits for the new customer",
+               "Granted once, when a customer who signed up through a referral link verifies their email."),
+    Definition("customers.referral_referrer_credits", "customers", Integer(0, 1_000_000), 50,
+               "Referral: credits for the referrer", "Granted once, on the referred customer's first paid order."),
+    Definition("customers.referral_referred_credits", "customers", Integer(0, 1_000_000), 20,
+               "Referral: credits for the referred customer on their first paid order", "Granted once."),
+    Definition("customers.referral_same_domain_daily", "customers", Integer(0, 1000), 3,
+               "Referrals per day to one email domain",
+               "A referrer's sign-ups sharing one email domain beyond this many in 24 hours earn nothing."),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 

@@ -1,11 +1,11 @@
 """Customer page routes: thin views over services.catalog, services.jobs and services.payments."""
 import sqlalchemy as sa
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, coupons, jobs, payments, permissions, storage
+from app.services import catalog, cms, coupons, jobs, payments, permissions, referrals, storage
 from app.services.urls import absolute_url
 from app.site import bp
 from app.site.forms import CancelForm, RedeemForm, UploadForm
@@ -15,6 +15,9 @@ PAGE_SIZE = 20
 
 @bp.route("/")
 def index():
+    code = referrals.clean_code(request.args.get("ref"))
+    if code and not current_user.is_authenticated:
+        session[referrals.SESSION_KEY] = code  # kept through sign-up
     return render_template("site/index.html", functions=cms.listed_functions())
 
 
@@ -184,8 +187,10 @@ def account():
         sa.select(Job).where(Job.user_id == current_user.id).order_by(Job.id.desc()),
         page=jobs_page, per_page=PAGE_SIZE, error_out=False,
     )
+    me = current_user._get_current_object()
+    referral_link = absolute_url("site.index", ref=referrals.code_for(me)) if me.role == "customer" else None
     return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm(),
-                           redeem_form=RedeemForm())
+                           redeem_form=RedeemForm(), referral_link=referral_link)
 
 
 @bp.route("/account/redeem", methods=["POST"])

@@ -1,5 +1,5 @@
 """customer lifecycle: email log, email verification, the job-failed email opt-out, deleted accounts,
-coupons and their uses
+coupons and their uses, referrals
 
 Revision ID: a15life00001
 Revises: a13bak000001
@@ -96,12 +96,23 @@ def upgrade():
         batch_op.add_column(sa.Column('email_verified_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('email_job_failed', sa.Boolean(), server_default=sa.true(), nullable=False))
         batch_op.add_column(sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('referral_code', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('referred_by_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_users_referred_by_id'), ['referred_by_id'], unique=False)
+        batch_op.create_unique_constraint(batch_op.f('uq_users_referral_code'), ['referral_code'])
+        batch_op.create_foreign_key(batch_op.f('fk_users_referred_by_id_users'), 'users', ['referred_by_id'], ['id'],
+                                    ondelete='SET NULL')
     op.create_index('uq_users_email_lower', 'users', [sa.text('lower(email)')], unique=True)
 
 
 def downgrade():
     op.drop_index('uq_users_email_lower', table_name='users')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_users_referred_by_id_users'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('uq_users_referral_code'), type_='unique')
+        batch_op.drop_index(batch_op.f('ix_users_referred_by_id'))
+        batch_op.drop_column('referred_by_id')
+        batch_op.drop_column('referral_code')
         batch_op.drop_column('deleted_at')
         batch_op.drop_column('email_job_failed')
         batch_op.drop_column('email_verified_at')
