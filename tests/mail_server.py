@@ -58,6 +58,6 @@ class SmtpServer:
 
     def link(self, message, path_prefix):
         """The path of the first link to `path_prefix` in the plain-text body (the test client follows it)."""
-        found = re.search(r"http://localhost(" + re.escape(path_prefix) + r"[^\s\"<]+)", self.text(message))
+        found = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"[^\s\"<]+)", self.text(message))
         assert found, self.text(message)
         return found.group(1)
