@@ -115,6 +115,8 @@ def authenticate(email, password):
 
 
 RESET_LINK_HOURS = 2
+# Emails a person can ask for (reset, confirmation) go out at most once per this many seconds per account.
+REQUEST_EMAIL_SECONDS = 60
 
 
 def _reset_serializer():
@@ -137,7 +139,8 @@ def _password_reset_message(user, _params):
 def request_password_reset(email):
     """"Forgot password": email a reset link when the address has an account; the same answer either way."""
     user = find_by_email(email)
-    if user is None or user.is_banned:
+    # One email a minute per account at most: the form cannot be used to flood someone's inbox.
+    if user is None or user.is_banned or mail.recently_queued(user, "password_reset", REQUEST_EMAIL_SECONDS):
         return
     mail.queue(user, "password_reset")
     db.session.commit()
@@ -351,6 +354,8 @@ def _verify_message(user, _params):
 def resend_verification(user):
     if user.email_verified_at:
         raise AccountError("Your email address is already confirmed.")
+    if mail.recently_queued(user, "verify_email", REQUEST_EMAIL_SECONDS):
+        raise AccountError("We sent one less than a minute ago: check your inbox (and spam folder) first.")
     mail.queue(user, "verify_email")
     db.session.commit()
 

@@ -10,9 +10,11 @@ import smtplib
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
+import sqlalchemy as sa
 from flask import current_app, render_template
 from jinja2 import TemplateNotFound
 from rq import Queue, Retry
@@ -54,6 +56,8 @@ def queue(user, template, to=None, **params):
     """Add a message for `user` to the caller's transaction; it is enqueued when that commits."""
     if template not in _builders:
         raise ValueError(f"unknown email template {template!r}")
+    if user is not None and user.deleted_at:
+        return None  # a deleted account's address is gone
     row = EmailLog(to_address=to or user.email, template=template, user_id=user.id if user else None,
                    params=params, status="queued")
     db.session.add(row)
@@ -77,8 +81,6 @@ def _after_transaction_end(session, transaction):
 
 
 def init_app(app):
-    import sqlalchemy as sa
-
     if not getattr(init_app, "_listening", False):
         sa.event.listen(db.session, "after_commit", _after_commit)
         sa.event.listen(db.session, "after_transaction_end", _after_transaction_end)
@@ -232,3 +234,10 @@ def job_failed(job_id):
     user = db.session.get(User, job.user_id) if job and job.user_id else None
     if user is not None and job.refunded and user.role == "customer" and user.email_job_failed:
         queue(user, "job_failed", job_id=job_id)
+
+
+def recently_queued(user, template, seconds):
+    """True when this message went to this user less than `seconds` ago (a throttle on requestable emails)."""
+    since = utcnow() - timedelta(seconds=seconds)
+    return db.session.scalar(sa.select(EmailLog.id).where(
+        EmailLog.user_id == user.id, EmailLog.template == template, EmailLog.created_at >= since).limit(1)) is not None
