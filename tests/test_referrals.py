@@ -118,3 +118,5 @@ def test_the_admin_sees_referrals_per_user_and_customers_see_their_link(app, cli
     login(staff, admin)
     details = staff.get(f"/admin/users/details/?id={referrer.id}").get_data(as_text=True)
     assert "Referred 1 customer(s)" in details and "gus@fourth.org" in details
+    dashboard = staff.get("/admin/").get_data(as_text=True)
+    assert "Top referrers" in dashboard and "fay@example.com</a></td><td>1</td>" in dashboard

@@ -16,7 +16,7 @@ from app.admin.users import UserView
 from app.extensions import db
 from app.models import (AIFunction, AuditLog, Backup, Coupon, CouponRedemption, CreditLedger, EmailLog, Job, Order,
                         Page, Payment, Plan, Provider, User)
-from app.services import backup
+from app.services import backup, referrals
 
 
 class DashboardView(ProtectedIndexView):
@@ -33,7 +33,8 @@ class DashboardView(ProtectedIndexView):
         }
         # Backups are the owner's business: only admins see that the last one failed.
         failed_backup = backup.last_failure() if current_user.role == "admin" else None
-        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup)
+        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup,
+                           top_referrers=referrals.top_referrers())
 
 
 def init_app(app):

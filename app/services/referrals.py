@@ -9,6 +9,7 @@ import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -100,3 +101,12 @@ def on_paid_order(user, order):
         if who is not None and amount and not who.is_banned:
             credits.grant(who.id, amount, kind="grant", idempotency_key=key,
                           reason=f"Referral: first order of customer #{user.id} (order #{order.id})")
+
+
+def top_referrers(limit=5):
+    """[(referrer, number of customers they referred)], most first, for the admin dashboard."""
+    referred = sa.orm.aliased(User)
+    count = sa.func.count(referred.id).label("referred")
+    rows = db.session.execute(sa.select(User, count).join(referred, referred.referred_by_id == User.id)
+                              .group_by(User.id).order_by(count.desc(), User.id).limit(limit)).all()
+    return [(user, n) for user, n in rows]
