@@ -39,6 +39,8 @@ def make_row(model):
         column = attr.columns[0]
         if column.primary_key and column.autoincrement is not False and isinstance(column.type, sa.Integer):
             continue
+        if column.foreign_keys and column.nullable and next(iter(column.foreign_keys)).column.table is column.table:
+            continue  # an optional link to a row of the same table (who referred a user) would never end
         if column.foreign_keys:
             # Parents are filled even when optional: forms usually require them (a function's provider).
             parent = next(iter(column.foreign_keys)).column.table

@@ -364,6 +364,7 @@ def test_deleting_an_account_removes_files_and_keeps_payments(app, client, smtp,
         db.session.commit()
     job_id, input_ref, output_ref = _finished_job(app, user.id)
     login(client, user)
+    post(client, "/account/security/email", {"new_email": "next-address@example.com", "password": PASSWORD})
     wrong = post(client, "/account/delete", {"password": "not-my-password"})
     assert wrong.status_code == 400 and _user(app, "leaving@example.com").deleted_at is None
     assert post(client, "/account/delete", {"password": PASSWORD}).status_code == 302
@@ -377,7 +378,9 @@ def test_deleting_an_account_removes_files_and_keeps_payments(app, client, smtp,
         job = db.session.get(Job, job_id)
         assert (job is None) if mode == "delete" else (job.input_ref is None and job.output_ref is None)
         assert db.session.scalars(sa.select(Payment).where(Payment.user_id == user.id)).one().amount == 500
-        assert not db.session.scalars(sa.select(EmailLog).where(EmailLog.to_address == "leaving@example.com")).all()
+        logged = db.session.scalars(sa.select(EmailLog).where(EmailLog.user_id == user.id)).all()
+        assert [(e.template, e.to_address, e.params) for e in logged] == [
+            ("change_email", f"deleted-{user.id}@deleted.invalid", {})]
     fresh = app.test_client()
     assert post(fresh, "/login", {"email": "leaving@example.com", "password": PASSWORD}).status_code == 401
 

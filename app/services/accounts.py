@@ -503,7 +503,8 @@ def delete_own_account(user, password):
         db.session.execute(sa.update(Job).where(own_jobs).values(
             input_ref=None, output_ref=None, input_meta={}, error=None, customer_message=None, provider_job_id=None))
     anonymous = f"deleted-{user.id}@deleted.invalid"
-    db.session.execute(sa.update(EmailLog).where(EmailLog.user_id == user.id).values(to_address=anonymous))
+    # The log keeps that messages were sent, not to whom (params may hold a new address asked for).
+    db.session.execute(sa.update(EmailLog).where(EmailLog.user_id == user.id).values(to_address=anonymous, params={}))
     user.email, user.deleted_at = anonymous, utcnow()
     user.set_password(secrets.token_urlsafe(32))  # nobody knows it: the account can never log in again
     user.is_banned, user.ban_reason = True, "Deleted by its owner"
