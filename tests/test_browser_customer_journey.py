@@ -31,7 +31,7 @@ def test_sign_up_verify_redeem_buy_and_run_a_job(app, live_server, browser_page,
             db.session.add_all([plan, Coupon(code="HELLO5", kind="credits", credits=5),
                                 Coupon(code="TENOFF", kind="percent", percent_off=10)])
             referrer = p.funded_customer(0, email="friend@example.com")
-            code = referrals.code_for(db.session.get(User, referrer.id))
+            code = referrals.issue_code(db.session.get(User, referrer.id))
         # Checkout is Stripe's page on the internet: the browser is answered locally and never leaves 127.0.0.1.
         page.route("https://checkout.stripe.com/**",
                    lambda route: route.fulfill(status=200, content_type="text/html", body="<h1>Stripe Checkout</h1>"))

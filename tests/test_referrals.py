@@ -17,7 +17,7 @@ PASSWORD = "correct-horse-battery"
 
 def _code(app, user_id):
     with app.app_context():
-        return referrals.code_for(db.session.get(User, user_id))
+        return referrals.issue_code(db.session.get(User, user_id))
 
 
 def _sign_up_via(app, code, email):
@@ -56,7 +56,7 @@ def test_the_referral_link_survives_sign_up_and_rewards_each_once(app):
         with app.app_context():
             settings.update(smtp.settings())
         friend, visitor = _sign_up_via(app, code, "bob@another.org")
-        assert friend.referred_by_id == referrer.id
+        assert friend.referred_by_id == referrer.id and friend.referral_code  # every new customer has one
         p.drain(app)
         link = smtp.link(smtp.to("bob@another.org")[0], "/verify-email/")
         visitor.get(link)
@@ -110,6 +110,9 @@ def test_the_admin_sees_referrals_per_user_and_customers_see_their_link(app, cli
         referrer = make_user("customer", email="fay@example.com")
         admin = make_user("admin")
     login(client, referrer)
+    # An account from before referrals: reading /account writes nothing, a button makes the code.
+    assert "Get my link" in client.get("/account").get_data(as_text=True)
+    assert post(client, "/account/referral-link").status_code == 302
     page = client.get("/account").get_data(as_text=True)
     code = _code(app, referrer.id)
     assert f"/?ref={code}" in page

@@ -65,6 +65,8 @@ def create_user(email, password, role="customer"):
         raise AccountError("An account with this email already exists.")
     db.session.add(user)
     db.session.flush()
+    if role == "customer":
+        referrals.code_for(user)
     return user
 
 

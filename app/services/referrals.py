@@ -31,7 +31,7 @@ def clean_code(raw):
 
 
 def code_for(user):
-    """The customer's referral code, made on first use (unique; a clash is retried with a new one)."""
+    """The customer's referral code, made when missing (unique; a clash is retried); the caller commits."""
     while not user.referral_code:
         candidate = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
         try:
@@ -41,8 +41,14 @@ def code_for(user):
         except IntegrityError:
             continue
         db.session.refresh(user, ["referral_code"])
-    db.session.commit()
     return user.referral_code
+
+
+def issue_code(user):
+    """A customer without a code (an account from before referrals) asks for one from /account."""
+    code = code_for(user)
+    db.session.commit()
+    return code
 
 
 def _mailbox(email):

@@ -188,9 +188,18 @@ def account():
         page=jobs_page, per_page=PAGE_SIZE, error_out=False,
     )
     me = current_user._get_current_object()
-    referral_link = absolute_url("site.index", ref=referrals.code_for(me)) if me.role == "customer" else None
+    referral_link = absolute_url("site.index", ref=me.referral_code) if me.referral_code else None
     return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm(),
                            redeem_form=RedeemForm(), referral_link=referral_link)
+
+
+@bp.route("/account/referral-link", methods=["POST"])
+@login_required
+def referral_link():
+    """Accounts made before referrals existed get their code on request (reading /account never writes)."""
+    if CancelForm().validate_on_submit() and current_user.role == "customer":
+        referrals.issue_code(current_user._get_current_object())
+    return redirect(url_for("site.account") + "#referral")
 
 
 @bp.route("/account/redeem", methods=["POST"])
