@@ -100,6 +100,9 @@ class Config:
     LOGIN_IP_LIMIT = os.environ.get("LOGIN_IP_LIMIT", "30 per minute")
     LOGIN_ACCOUNT_LIMIT = os.environ.get("LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes")
 
+    # Pauses before each retry of an email the SMTP server did not take (seconds; one retry per entry).
+    MAIL_RETRY_SECONDS = [int(s) for s in os.environ.get("MAIL_RETRY_SECONDS", "30,300,1800").split(",") if s.strip()]
+
     # How often scheduler.py asks whether the daily backup is due (its time of day is a runtime setting).
     BACKUP_TICK_SECONDS = int(os.environ.get("BACKUP_TICK_SECONDS", 60))
 
@@ -131,6 +134,7 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-only-secret"
+    MAIL_RETRY_SECONDS = [0, 0]
 
     @classmethod
     def prepare(cls):

@@ -5,6 +5,10 @@ cannot hold every other request back the way sync workers did.
 """
 import os
 
+from gunicorn.glogging import Logger
+
+from app.log_redaction import redact
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -22,3 +26,13 @@ max_requests = 2000
 max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
+
+
+class RedactingLogger(Logger):
+    """The access log without link tokens or email addresses (app/log_redaction.py)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        return {key: redact(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+
+
+logger_class = RedactingLogger

@@ -20,6 +20,9 @@ def create_app(config_name=None):
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:"):
         os.makedirs(app.instance_path, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app import log_redaction
+
+    log_redaction.init_app(app)
 
     from app import models  # noqa: F401  (registers every table with the metadata)
     from app.extensions import csrf, db, login_manager, migrate
@@ -28,6 +31,10 @@ def create_app(config_name=None):
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+
+    from app.services import mail
+
+    mail.init_app(app)
 
     from app import admin, auth, cli, health, security, site, webhooks
 

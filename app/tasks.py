@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
-from app.services import backup, jobs
+from app.services import backup, jobs, mail
 
 
 def process_job(job_id):
@@ -29,5 +29,13 @@ def backup_tick():
 def check_job(job_id, claim, polls=0):
     try:
         jobs.check(job_id, claim, polls)
+    finally:
+        db.session.remove()
+
+
+def send_email(email_id):
+    """One logged email; a MailError makes RQ retry it per MAIL_RETRY_SECONDS."""
+    try:
+        mail.send(email_id)
     finally:
         db.session.remove()

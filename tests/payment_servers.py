@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
@@ -72,7 +73,7 @@ class StripeAPIServer(_Server):
         super().__init__()
         self.secret_key = secret_key
         self.prices = dict(STRIPE_PRICES if prices is None else prices)
-        self.sessions, self.subscriptions = {}, {}
+        self.sessions, self.subscriptions, self.coupons = {}, {}, {}
 
     def form(self, index):
         """A recorded request's form fields, Stripe's bracket notation kept as keys (line_items[0][price])."""
@@ -86,6 +87,11 @@ class StripeAPIServer(_Server):
             return 200, {"id": _new_id("cus_"), "object": "customer", "email": form.get("email")}
         if record["path"] == "/v1/checkout/sessions":
             return self._create_session(form)
+        if record["path"] == "/v1/coupons":
+            coupon_id = _new_id("co_")
+            self.coupons[coupon_id] = {"id": coupon_id, "object": "coupon", "percent_off": float(form["percent_off"]),
+                                       "duration": form.get("duration"), "name": form.get("name")}
+            return 200, self.coupons[coupon_id]
         if record["path"] == "/v1/billing_portal/sessions":
             object_id = _new_id("")
             return 200, {"id": f"bps_{object_id}", "object": "billing_portal.session",
@@ -94,10 +100,25 @@ class StripeAPIServer(_Server):
 
     def _create_session(self, form):
         price_id = form.get("line_items[0][price]")
+        if price_id is None and "line_items[0][price_data][unit_amount]" in form:
+            # An inline price, as Checkout accepts one instead of a price id.
+            price_id = "inline"
+            self.prices["inline"] = (int(form["line_items[0][price_data][unit_amount]"]),
+                                     form["line_items[0][price_data][currency]"],
+                                     form.get("line_items[0][price_data][recurring][interval]"))
         if price_id not in self.prices:
             return 400, {"error": {"type": "invalid_request_error", "code": "resource_missing",
                                    "param": "line_items[0][price]", "message": f"No such price: '{price_id}'"}}
         amount, currency, interval = self.prices[price_id]
+        subtotal = amount
+        coupon_id = form.get("discounts[0][coupon]")
+        if coupon_id is not None:
+            if coupon_id not in self.coupons:
+                return 400, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                                       "param": "discounts[0][coupon]", "message": f"No such coupon: '{coupon_id}'"}}
+            # Stripe rounds the discount to the nearest minor unit.
+            amount -= int(Decimal(amount) * Decimal(str(self.coupons[coupon_id]["percent_off"])) / 100
+                          + Decimal("0.5"))
         mode = form.get("mode")
         if (mode == "subscription") != bool(interval):
             return 400, {"error": {"type": "invalid_request_error", "param": "mode",
@@ -107,7 +128,7 @@ class StripeAPIServer(_Server):
             "id": session_id, "object": "checkout.session", "mode": mode, "status": "open",
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
             "client_reference_id": form.get("client_reference_id"), "metadata": _nested(form, "metadata"),
-            "customer": form.get("customer"), "amount_subtotal": amount, "amount_total": amount,
+            "customer": form.get("customer"), "amount_subtotal": subtotal, "amount_total": amount,
             "currency": currency, "payment_status": "unpaid", "payment_intent": None, "subscription": None,
             "success_url": form.get("success_url"), "cancel_url": form.get("cancel_url"),
             "_price": price_id, "_subscription_metadata": _nested(form, "subscription_data[metadata]"),

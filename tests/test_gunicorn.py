@@ -40,3 +40,29 @@ def test_an_idle_socket_does_not_stall_other_requests(app):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_access_log_holds_no_link_token_and_no_email_address(app, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    log_path = tmp_path / "access.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def up():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+            except requests.RequestException:
+                return False
+        wait_for(up, timeout=60, what="gunicorn to listen")
+        for path in ("/reset-password/SeCrEtToKeN.abc", "/verify-email/SeCrEtToKeN.def",
+                     "/confirm-email/SeCrEtToKeN.ghi", "/admin/users/?search=someone%40example.com"):
+            requests.get(f"http://127.0.0.1:{port}{path}", timeout=5, allow_redirects=False)
+        wait_for(lambda: "/confirm-email/" in log_path.read_text(), timeout=10, what="the access log")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    written = log_path.read_text()
+    assert "/reset-password/[redacted]" in written and "/verify-email/[redacted]" in written
+    assert "SeCrEtToKeN" not in written and "someone" not in written

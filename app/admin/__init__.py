@@ -8,14 +8,15 @@ from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView, RoleModelView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
 from app.admin.catalog import AIFunctionView, ProviderView
+from app.admin.coupons import CouponRedemptionView, CouponView
 from app.admin.cms import PageView
-from app.admin.history import AuditLogView, JobLogView, JobView
+from app.admin.history import AuditLogView, EmailLogView, JobLogView, JobView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
-from app.models import (AIFunction, AuditLog, Backup, CreditLedger, Job, JobLog, Order, Page, Payment, Plan, Provider,
-                        User)
-from app.services import backup, jobs
+from app.models import (AIFunction, AuditLog, Backup, Coupon, CouponRedemption, CreditLedger, EmailLog, Job, JobLog,
+                        Order, Page, Payment, Plan, Provider, User)
+from app.services import backup, jobs, referrals
 
 
 class DashboardView(ProtectedIndexView):
@@ -32,7 +33,8 @@ class DashboardView(ProtectedIndexView):
         }
         # Backups are the owner's business: only admins see that the last one failed.
         failed_backup = backup.last_failure() if current_user.role == "admin" else None
-        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup)
+        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup,
+                           top_referrers=referrals.top_referrers())
 
 
 def exportable(app):
@@ -59,9 +61,13 @@ def init_app(app):
     admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing", endpoint="payments"))
     admin.add_view(CreditLedgerView(CreditLedger, db, name="Credit ledger", category="Billing",
                                     endpoint="ledger"))
+    admin.add_view(CouponView(Coupon, db, name="Coupons", category="Billing", endpoint="coupons"))
+    admin.add_view(CouponRedemptionView(CouponRedemption, db, name="Coupon uses", category="Billing",
+                                        endpoint="coupon_uses"))
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
+    admin.add_view(EmailLogView(EmailLog, db, name="Emails", category="Security", endpoint="emails"))
     admin.add_view(BackupView(Backup, db, name="Backups", category="Security", endpoint="backups"))
     admin.init_app(app)
     app.extensions["neurapix_admin"] = admin

@@ -1,4 +1,5 @@
-"""Admin views over history: jobs (with retry and cancel), their log lines and the audit log (read-only)."""
+"""Admin views over history: jobs (with retry and cancel), their log lines, the audit log and the email log
+(read-only)."""
 from collections import Counter
 
 import sqlalchemy as sa
@@ -82,3 +83,16 @@ class AuditLogView(ReadOnlyModelView):
     column_labels = {"actor_email": "Who", "entity_id": "Id", "ip": "IP"}
     column_export_list = ("created_at", "actor_email", "action", "entity", "entity_id", "old_values", "new_values",
                           "ip", "user_agent")
+
+
+class EmailLogView(ReadOnlyModelView):
+    """Every message sent or tried: addresses are personal data, so only an admin exports them."""
+
+    export_roles = ADMIN
+    column_list = ("created_at", "to_address", "template", "status", "attempts", "sent_at", "error")
+    column_details_list = ("id", "created_at", "to_address", "user_id", "template", "status", "attempts", "sent_at",
+                           "error")
+    column_searchable_list = ("to_address", "template")
+    column_filters = ("status", "template", "to_address", "created_at")
+    column_labels = {"to_address": "To", "user_id": "User id"}
+    column_default_sort = ("id", True)

@@ -4,9 +4,10 @@ Viewers read every value with secrets masked; support does not see settings at a
 """
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_login import current_user
 
 from app.admin.base import ADMIN, READERS, RoleBaseView, current_role
-from app.services import allowlist, settings, storage
+from app.services import accounts, allowlist, mail, settings, storage
 
 
 class SettingsView(RoleBaseView):
@@ -40,6 +41,22 @@ class SettingsView(RoleBaseView):
                 return redirect(url_for(".index"))
         return self.render("admin/settings.html", groups=settings.for_display(), errors=errors, entered=entered,
                            functions=settings.function_choices(), can_edit=self.can_edit), 400 if errors else 200
+
+    @expose("/test-email", methods=["POST"])
+    def test_email(self):
+        """Send a message now through the saved SMTP settings, to the address given (the admin's by default)."""
+        if not self.can_edit:
+            abort(403)
+        actor = current_user._get_current_object()
+        to = (request.form.get("to") or "").strip() or actor.email
+        try:
+            to = accounts.normalise_email(to)
+            mail.send_test(actor, to)
+        except (accounts.AccountError, mail.MailError) as exc:
+            flash(f"The test email was not sent: {exc}", "error")
+        else:
+            flash(f"Test email sent to {to}. Check that it arrived.", "success")
+        return redirect(url_for(".index") + "#group-email")
 
     @staticmethod
     def _check_storage(values):

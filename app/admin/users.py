@@ -44,6 +44,22 @@ def _jobs(_view, _context, user, _name):
             " (refunded)" if j.refunded else "", j.created_at.strftime("%Y-%m-%d %H:%M")) for j in rows))
 
 
+def _referrals(_view, _context, user, _name):
+    """Who referred this user, and whom they referred (the rewards are in the ledger above)."""
+    by = db.session.get(User, user.referred_by_id) if user.referred_by_id else None
+    referred = db.session.scalars(sa.select(User).where(User.referred_by_id == user.id).order_by(User.id.desc())
+                                  .limit(TIMELINE_ROWS)).all()
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(User).where(User.referred_by_id == user.id))
+    parts = [Markup("Code: <code>{}</code>").format(user.referral_code or "not made yet")]
+    if by is not None:
+        parts.append(Markup('Referred by <a href="{}">{}</a>').format(url_for("users.details_view", id=by.id), by.email))
+    parts.append(Markup("Referred {} customer(s){}").format(count, ":" if referred else "."))
+    items = Markup("").join(Markup('<li><a href="{}">{}</a> · joined {}{}</li>').format(
+        url_for("users.details_view", id=r.id), r.email, r.created_at.strftime("%Y-%m-%d"),
+        " · verified" if r.email_verified_at else "") for r in referred)
+    return Markup("<br>").join(parts) + (Markup("<ul>{}</ul>").format(items) if referred else Markup(""))
+
+
 class UserView(RoleModelView):
     read_roles = STAFF
     edit_roles = OPERATORS
@@ -53,7 +69,7 @@ class UserView(RoleModelView):
                    "last_login_at")
     column_details_list = ("id", "email", "role", "balance", "credit_shortfall", "plan", "subscription_status",
                            "subscription_period_end", "is_banned", "ban_reason", "created_at", "last_login_at",
-                           "ledger", "jobs")
+                           "email_verified_at", "deleted_at", "referrals", "ledger", "jobs")
     column_export_list = ("id", "email", "role", "balance", "plan", "is_banned", "credit_shortfall", "created_at",
                           "last_login_at")
     column_searchable_list = ("email",)
@@ -61,11 +77,12 @@ class UserView(RoleModelView):
     column_sortable_list = ("id", "email", "role", "balance", "is_banned", "credit_shortfall", "created_at",
                             "last_login_at")
     column_labels = {"is_banned": "Banned", "last_login_at": "Last active", "created_at": "Joined",
-                     "credit_shortfall": "Shortfall", "ledger": "Credit ledger", "jobs": "Usage"}
+                     "credit_shortfall": "Shortfall", "ledger": "Credit ledger", "jobs": "Usage",
+                     "email_verified_at": "Email confirmed", "deleted_at": "Deleted by the customer"}
     column_descriptions = {"credit_shortfall": "Credits a refund could not take back because they were spent."}
     column_formatters = {"credit_shortfall": lambda _v, _c, m, _n: Markup(
         '<span class="badge badge-danger">{}</span>').format(m.credit_shortfall) if m.credit_shortfall else ""}
-    column_formatters_detail = {"ledger": _timeline, "jobs": _jobs}
+    column_formatters_detail = {"ledger": _timeline, "jobs": _jobs, "referrals": _referrals}
     column_extra_row_actions = [LinkRowAction("fa fa-coins", "credits?id={row_id}", "Add or remove credits"),
                                 LinkRowAction("fa fa-ban", "ban?id={row_id}", "Ban or unban")]
     form_columns = ("email", "new_password", "role", "plan")
@@ -195,15 +212,11 @@ class UserView(RoleModelView):
             flash(done.format(email=user.email), "success")
         return redirect(url_for(".details_view", id=user.id))
 
-    @expose("/reset-link", methods=["GET", "POST"])
-    def reset_link_view(self):
-        """A one-time password reset link to hand the user (staff never learn or choose their password)."""
-        user = self._target("reset_link")
-        if request.method != "POST":
-            return redirect(url_for(".details_view", id=user.id))
-        token = accounts.password_reset_token(_actor(), user)
-        link = url_for("auth.reset_password", token=token, _external=True)
-        return self.render("admin/user_reset_link.html", user=user, link=link, hours=accounts.RESET_LINK_HOURS)
+    @expose("/reset-email", methods=["GET", "POST"])
+    def reset_email_view(self):
+        """Email the user a one-time password reset link (staff never see the link nor the password)."""
+        return self._post_action("reset_link", accounts.send_password_reset,
+                                 "A password reset email is on its way to {email}.")
 
     @expose("/sign-out", methods=["GET", "POST"])
     def sign_out_view(self):

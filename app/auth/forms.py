@@ -78,3 +78,28 @@ class PasswordResetForm(FlaskForm):
 
 class SignOutEverywhereForm(FlaskForm):
     submit = SubmitField("Sign out everywhere")
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), ValidEmail()])
+    submit = SubmitField("Email me a reset link")
+
+
+class ChangeEmailForm(FlaskForm):
+    new_email = EmailField("New email address", validators=[DataRequired(), ValidEmail(), Length(max=254)])
+    password = PasswordField("Your password", validators=[DataRequired()])
+    submit = SubmitField("Send a confirmation link")
+
+
+class ResendVerificationForm(FlaskForm):
+    submit = SubmitField("Send the confirmation email again")
+
+
+class EmailPreferencesForm(FlaskForm):
+    job_failed = BooleanField("Email me when a job fails and its credits are refunded")
+    submit = SubmitField("Save email preferences")
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired()])
+    submit = SubmitField("Delete my account")

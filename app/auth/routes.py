@@ -1,16 +1,18 @@
 """Login (password, then the second factor when the account has one), logout, customer sign-up, and the
 account security page (two-factor authentication, password, sign out everywhere)."""
+import json
 import time
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from app.auth import bp
-from app.auth.forms import (DisableTwoFactorForm, EnrolForm, LoginForm, PasswordChangeForm, PasswordResetForm,
-                            SignOutEverywhereForm, SignupForm, TwoFactorForm)
+from app.auth.forms import (ChangeEmailForm, DeleteAccountForm, DisableTwoFactorForm, EmailPreferencesForm, EnrolForm,
+                            ForgotPasswordForm, LoginForm, PasswordChangeForm, PasswordResetForm,
+                            ResendVerificationForm, SignOutEverywhereForm, SignupForm, TwoFactorForm)
 from app.extensions import db, limiter
 from app.models import User
-from app.services import accounts, sessions, two_factor, urls
+from app.services import accounts, referrals, sessions, two_factor, urls
 
 # Between the password and the second factor: who passed the password, and until when that counts.
 PENDING = "neurapix_2fa_pending"
@@ -103,14 +105,15 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            accounts.sign_up(form.email.data, form.password.data)
+            accounts.sign_up(form.email.data, form.password.data, session.get(referrals.SESSION_KEY))
         except accounts.AccountError as exc:
             db.session.rollback()
             form.email.errors.append(str(exc))
             return render_template("auth/signup.html", form=form), 400
         # The same answer whether the address was new or already had an account: sign-up reveals nobody.
-        flash("Thanks! If this address is new, your account is ready: log in below. If it already had an "
-              "account, log in with that account's password.", "success")
+        flash("Thanks! If this address is new, your account is ready: log in below, and open the link we emailed "
+              "you to confirm the address. If it already had an account, log in with that account's password.",
+              "success")
         return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form), (400 if form.errors else 200)
 
@@ -118,7 +121,8 @@ def signup():
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
 def reset_password(token):
-    """The link support hands a customer: choose a new password (every session of the account then ends)."""
+    """The emailed reset link: choose a new password (every session of the account then ends). The token is in
+    the path, not a query string, and services.accounts makes it die once the password changes."""
     form = PasswordResetForm()
     try:
         user = accounts.user_for_reset(token)
@@ -134,6 +138,40 @@ def reset_password(token):
             flash("Your password is set. Log in with it now.", "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset_password.html", form=form, email=user.email), (400 if form.errors else 200)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(form.email.data)
+        # The same answer whether or not the address has an account.
+        flash("If an account uses this address, we have emailed it a link to choose a new password.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot_password.html", form=form), (400 if form.errors else 200)
+
+
+@bp.route("/verify-email/<token>")
+def verify_email(token):
+    try:
+        accounts.verify_email(token)
+    except accounts.AccountError as exc:
+        return render_template("errors/error.html", code=400, title="Link not valid", message=str(exc)), 400
+    flash("Thank you: your email address is confirmed.", "success")
+    return redirect(url_for("site.account") if current_user.is_authenticated else url_for("auth.login"))
+
+
+@bp.route("/confirm-email/<token>")
+def confirm_email(token):
+    """The link sent to a new address: the account switches to it, and every session signs in again."""
+    try:
+        accounts.confirm_email_change(token)
+    except accounts.AccountError as exc:
+        return render_template("errors/error.html", code=400, title="Link not valid", message=str(exc)), 400
+    sessions.end()
+    flash("Your email address is changed. Log in with the new one.", "success")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -163,6 +201,9 @@ def _security_page(status=200, **forms):
         enrol_form=forms.get("enrol_form") or EnrolForm(), disable_form=forms.get("disable_form") or
         DisableTwoFactorForm(), password_form=forms.get("password_form") or PasswordChangeForm(),
         everywhere_form=SignOutEverywhereForm(), recovery_codes=forms.get("recovery_codes"),
+        email_form=forms.get("email_form") or ChangeEmailForm(), resend_form=ResendVerificationForm(),
+        preferences_form=EmailPreferencesForm(job_failed=user.email_job_failed),
+        delete_form=forms.get("delete_form") or DeleteAccountForm(),
     ), status
 
 
@@ -233,3 +274,72 @@ def sign_out_everywhere():
         flash("You are signed out on every device, this one included.", "info")
         return redirect(url_for("auth.login"))
     return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/security/email", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def change_email():
+    form = ChangeEmailForm()
+    if form.validate_on_submit():
+        try:
+            accounts.request_email_change(_me(), form.new_email.data, form.password.data)
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            form.new_email.errors.append(str(exc))
+        else:
+            flash("We emailed a confirmation link to the new address; your address changes when you open it.", "info")
+            return redirect(url_for("auth.security"))
+    return _security_page(400, email_form=form)
+
+
+@bp.route("/account/security/verify", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def resend_verification():
+    if ResendVerificationForm().validate_on_submit():
+        try:
+            accounts.resend_verification(_me())
+        except accounts.AccountError as exc:
+            flash(str(exc), "info")
+        else:
+            flash(f"We emailed a new confirmation link to {current_user.email}.", "info")
+    return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/security/email-preferences", methods=["POST"])
+@login_required
+def email_preferences():
+    form = EmailPreferencesForm()
+    if form.validate_on_submit():
+        accounts.set_email_preferences(_me(), job_failed=form.job_failed.data)
+        flash("Email preferences saved.", "success")
+    return redirect(url_for("auth.security"))
+
+
+@bp.route("/account/data.json")
+@login_required
+def export_data():
+    """Everything we hold about the signed-in customer, as a JSON download."""
+    body = json.dumps(accounts.export_data(_me()), indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="neurapix-account.json"',
+                             "Cache-Control": "no-store"})
+
+
+@bp.route("/account/delete", methods=["POST"])
+@login_required
+@limiter.limit(_ip_limit)
+def delete_account():
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        try:
+            accounts.delete_own_account(_me(), form.password.data)
+        except accounts.AccountError as exc:
+            db.session.rollback()
+            flash(f"Your account was not deleted: {exc}", "error")
+        else:
+            sessions.end()
+            flash("Your account is deleted. Thank you for using us.", "info")
+            return redirect(url_for("site.index"))
+    return _security_page(400, delete_form=form)

@@ -4,11 +4,13 @@ from app.models.backups import Backup
 from app.models.billing import CreditLedger, Order, Payment, Plan, WebhookEvent
 from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
+from app.models.coupons import Coupon, CouponRedemption
 from app.models.jobs import Job, JobLog
+from app.models.mail import EmailLog
 from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "CreditLedger", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent",
 ]

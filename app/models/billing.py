@@ -108,9 +108,12 @@ class Order(db.Model):
     error: Mapped[str | None] = mapped_column(sa.String(500))  # why the gateway did not take the order
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # A percent-off coupon priced into `amount`; its use is counted when the order is paid.
+    coupon_id: Mapped[int | None] = mapped_column(sa.ForeignKey("coupons.id", ondelete="SET NULL"), index=True)
 
     user = relationship("User", lazy="joined")
     plan = relationship("Plan", lazy="joined")
+    coupon = relationship("Coupon")
 
     @property
     def amount_display(self):

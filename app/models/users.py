@@ -48,6 +48,15 @@ class User(UserMixin, db.Model):
     totp_secret: Mapped[str | None] = mapped_column(sa.Text, info=secret())
     totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
     recovery_codes: Mapped[list | None] = mapped_column(JSONType, info=secret())
+    # Set when the customer followed the link emailed to this address (a changed address is verified too).
+    email_verified_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The customer's choice to be emailed when a job fails and is refunded (transactional mail is always sent).
+    email_job_failed: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # The owner deleted the account: the row stays, anonymised, for the payments and ledger that name it.
+    deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Referrals: this customer's own code (made when first shown), and who referred them at sign-up.
+    referral_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
+    referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
     plan = relationship("Plan", lazy="joined")
 

@@ -105,13 +105,24 @@ class StripeGateway(PaymentGateway):
             user.stripe_customer_id = customer.id
         return user.stripe_customer_id
 
+    def _coupon(self, coupon):
+        """Stripe's copy of our percent-off coupon, created once and kept on ours (the service commits it); it
+        prices every period the same, so subscription renewals match the order's amount."""
+        if not coupon.stripe_coupon_id:
+            created = _client().v1.coupons.create(
+                params={"percent_off": coupon.percent_off, "duration": "forever", "name": coupon.code[:40],
+                        "metadata": {"coupon_id": str(coupon.id)}},
+                options={"idempotency_key": f"neurapix-coupon-{coupon.id}-{coupon.percent_off}"})
+            coupon.stripe_coupon_id = created.id
+        return coupon.stripe_coupon_id
+
     def start(self, order, user, return_url, cancel_url):
         subscription = order.plan_kind != "pack"
         metadata = {"order_id": str(order.id)}
         params = {
             "mode": "subscription" if subscription else "payment",
             "client_reference_id": str(order.id),
-            "line_items": [{"price": order.plan.stripe_price_id, "quantity": 1}],
+            "line_items": [_line_item(order)],
             "metadata": metadata,
             "success_url": return_url,
             "cancel_url": cancel_url,
@@ -122,6 +133,8 @@ class StripeGateway(PaymentGateway):
         else:
             params["payment_intent_data"] = {"metadata": metadata}
         try:
+            if order.coupon is not None:
+                params["discounts"] = [{"coupon": self._coupon(order.coupon)}]
             params["customer"] = self.ensure_customer(user)
             session = _client().v1.checkout.sessions.create(params=params,
                                                              options={"idempotency_key": str(uuid.uuid4())})
@@ -136,3 +149,15 @@ class StripeGateway(PaymentGateway):
         except stripe.StripeError as exc:
             raise GatewayError(f"Stripe refused the portal: {exc.__class__.__name__}: {exc.user_message}") from None
         return session.url
+
+
+def _line_item(order):
+    """The plan's Stripe price when it has one; otherwise the order's own amount, so every plan can be sold."""
+    if order.plan is not None and order.plan.stripe_price_id:
+        return {"price": order.plan.stripe_price_id, "quantity": 1}
+    # With a coupon, Stripe takes the discount off the list price (order.amount is already discounted).
+    unit_amount = order.plan.price if order.coupon_id else order.amount
+    price = {"currency": order.currency.lower(), "unit_amount": unit_amount, "product_data": {"name": order.plan_name}}
+    if order.plan_kind != "pack":
+        price["recurring"] = {"interval": "year" if order.plan_kind == "yearly" else "month"}
+    return {"price_data": price, "quantity": 1}

@@ -21,7 +21,7 @@ from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import ProviderError, ProviderInput, request_timeout, timed_out
-from app.services import audit, catalog, credits, outputs, provider_setup, queue, settings, storage
+from app.services import audit, catalog, credits, mail, outputs, permissions, provider_setup, queue, settings, storage
 from app.services.uploads import SUFFIXES, SubmitError, check_daily_limits, inspect_upload, plan_limits
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ def submit(user, function_key, data, filename="upload", fn=None):
         raise SubmitError("This tool is not available.", status=404)
     if user.is_banned:
         raise SubmitError("Your account is suspended.", status=403)
+    if refusal := permissions.job_refusal(user):
+        raise SubmitError(refusal, status=403)
     limits = plan_limits(user)
     meta = inspect_upload(fn, data, limits.get("max_file_size"))
     links, problems = provider_setup.chain(fn)
@@ -503,6 +505,8 @@ def _finish(job_id, condition, message, status="failed", customer=None, also=Non
     if moved:
         add_log(job_id, message, level="error" if status == "failed" else "info")
         _refund(job_id)
+        if status == "failed":
+            mail.job_failed(job_id)
         if also is not None:
             also()
     db.session.commit()

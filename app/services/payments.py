@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Order, Payment, User, WebhookEvent
 from app.models.types import utcnow
 from app.payments import gateway
-from app.services import audit, catalog, credits
+from app.services import audit, catalog, coupons, credits, mail, referrals
 from app.services import payment_events as events
 from app.services.payment_events import GatewayError, as_int, from_minor, to_minor
 from app.services.urls import absolute_url
@@ -40,14 +40,20 @@ class UnknownGateway(Exception):
 
 
 def checkout_options(plan):
-    """The gateways a plan can be bought through: Stripe with a Stripe price id; PayPal (one-time Orders, so
-    credit packs only) once the owner entered PayPal's keys."""
+    """The gateways a plan can be bought through: Stripe once its secret key is set (at the plan's Stripe price,
+    or at our own price when it has none); PayPal (one-time Orders, so credit packs only) once its keys are set."""
     options = []
-    if plan.stripe_price_id:
+    if plan.price > 0 and gateway("stripe").configured():
         options.append("stripe")
     if plan.kind == "pack" and plan.price > 0 and gateway("paypal").configured():
         options.append("paypal")
     return options
+
+
+def plan_for_credits(user, needed):
+    """The cheapest plan this user can buy right now that brings at least `needed` credits, or None."""
+    fitting = [plan for plan in catalog.plans_for(user) if plan.credits >= needed and checkout_options(plan)]
+    return min(fitting, key=lambda plan: plan.price, default=None)
 
 
 def _return_urls(order):
@@ -56,13 +62,22 @@ def _return_urls(order):
     return absolute_url("site.account", paid=1), absolute_url("site.pricing")
 
 
-def start_checkout(user, plan, gateway_key):
-    """Write a pending order for `plan`, then create the gateway's checkout for it; returns the URL to send the
-    buyer to. Raises NotForSale, or CheckoutError when the gateway does not answer (the order is marked failed)."""
+def start_checkout(user, plan, gateway_key, coupon_code=None):
+    """Write a pending order for `plan` (a percent-off code priced in), then create the gateway's checkout for it;
+    returns the URL to send the buyer to. Raises NotForSale, or CheckoutError when the code does not apply or the
+    gateway does not answer (the order is marked failed)."""
     if not catalog.plan_offered(user, plan) or gateway_key not in checkout_options(plan):
         raise NotForSale("This plan is not for sale here.")
+    try:
+        coupon = coupons.for_checkout(user, plan, coupon_code)
+    except coupons.CouponError as exc:
+        raise CheckoutError(str(exc)) from None
+    amount = coupons.discounted(plan.price, coupon.percent_off) if coupon else plan.price
+    if amount <= 0:
+        raise CheckoutError("This code makes the plan free: ask support to add it to your account instead.")
     order = Order(user_id=user.id, plan_id=plan.id, plan_name=plan.name, plan_kind=plan.kind, gateway=gateway_key,
-                  amount=plan.price, currency=plan.currency.upper(), credits=plan.credits, status="pending")
+                  amount=amount, currency=plan.currency.upper(), credits=plan.credits, status="pending",
+                  coupon_id=coupon.id if coupon else None)
     db.session.add(order)
     db.session.commit()  # the order exists before the gateway hears of it
     try:
@@ -235,6 +250,8 @@ def _order_paid(event):
             return "duplicate"
         return _review(event, order, f"order #{order.id} was already paid", known)
     user = db.session.get(User, order.user_id)
+    coupons.count_paid_order(order, user)
+    referrals.on_paid_order(user, order)
     if order.plan_kind != "pack":
         # Credits come with each paid invoice (PAYMENT_SUCCEEDED); the checkout starts the subscription.
         user.plan_id = order.plan_id
@@ -248,6 +265,7 @@ def _order_paid(event):
     db.session.add(payment)
     db.session.flush()
     grant_payment(payment)
+    _receipt(payment)
     return "applied"
 
 
@@ -276,6 +294,7 @@ def _succeeded(event):
     _sold(payment, order)
     db.session.flush()
     grant_payment(payment)
+    _receipt(payment)
     return "applied"
 
 
@@ -296,6 +315,8 @@ def _failed(event):
     user = db.session.get(User, order.user_id)
     if event.subscription_id and user.subscription_id == event.subscription_id:
         user.subscription_status = "past_due"
+    if payment.status == "failed":
+        mail.queue(user, "payment_failed", payment_id=payment.id)
     return "applied"
 
 
@@ -338,6 +359,10 @@ def _refunded(event):
     if to_take:
         credits.take_back(payment.user_id, to_take, payment_id=payment.id, idempotency_key=f"refund:{event.event_id}",
                           reason=f"Refund of {payment.provider} payment #{payment.id}")
+    user = db.session.get(User, payment.user_id) if payment.user_id else None
+    if user is not None:
+        mail.queue(user, "refund", payment_id=payment.id, amount=str(event.amount or from_minor(payment.amount)),
+                   credits=to_take)
     return "applied"
 
 
@@ -359,5 +384,29 @@ def record_manual(user, plan, amount, currency, credits_granted, note, actor):
     db.session.add(payment)
     db.session.flush()
     grant_payment(payment, actor)
+    _receipt(payment)
     audit.record("create", "Payment", payment.id, new=audit.snapshot(payment), actor=actor)
     return payment
+
+
+# --- what the customer is emailed ---
+
+
+def _receipt(payment):
+    user = db.session.get(User, payment.user_id) if payment.user_id else None
+    if user is not None:
+        mail.queue(user, "payment_receipt", payment_id=payment.id)
+
+
+@mail.message("payment_receipt")
+@mail.message("payment_failed")
+@mail.message("refund")
+def _payment_context(user, params):
+    payment = db.session.get(Payment, params.get("payment_id"))
+    if payment is None or user is None:
+        return None
+    return {"user": user, "payment": payment, "amount": f"{from_minor(payment.amount)} {payment.currency}",
+            "plan": payment.plan_name or "Credits", "account_url": absolute_url("site.account"),
+            "pricing_url": absolute_url("site.pricing"), "subscription_end": user.subscription_period_end,
+            **{k: v for k, v in params.items() if k != "payment_id"}}
+

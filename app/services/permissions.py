@@ -8,11 +8,12 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import User
+from app.services import settings
 
 # What staff may do to a user account. "edit" is the profile (email, plan); the rest are named actions.
 USER_ACTIONS = ("edit", "set_password", "reset_link", "change_role", "credits", "ban", "unban", "revoke_sessions",
                 "unlock", "reset_2fa", "delete")
-# Support never learns or sets a password: it hands the customer a reset link instead.
+# Support never learns or sets a password: "reset_link" emails the customer a reset link instead.
 SUPPORT_ACTIONS = frozenset({"edit", "reset_link", "credits", "ban", "unban", "revoke_sessions", "unlock"})
 # Actions that could leave nobody able to run the admin when their target is the last active admin.
 LOCKS_OUT_ADMIN = frozenset({"change_role", "ban", "delete"})
@@ -68,3 +69,10 @@ def may_cancel_job(actor, job):
         owner = db.session.get(User, job.user_id) if job.user_id else None
         return owner is None or owner.role == "customer"
     return False
+
+
+def job_refusal(user):
+    """None, or why this account may not run a job yet: an unconfirmed address, when the owner requires one."""
+    if user.role == "customer" and not user.email_verified_at and settings.get("customers.require_verified_email"):
+        return "Confirm your email address first: open the link we emailed you, or send a new one from your account."
+    return None

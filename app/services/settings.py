@@ -224,6 +224,9 @@ GROUPS = (
     ("backups", "Backups", "A daily backup archive of the whole database (Admin → Backups), kept on this server's "
                            "disk or in the S3 bucket set under Storage. The oldest daily archives beyond the number "
                            "kept are deleted after each successful one; archives made by hand stay until deleted."),
+    ("email", "Email", "The SMTP server every message goes out through (verification, password reset, receipts, "
+                       "job failures). Every send is listed under Security → Emails."),
+    ("customers", "Customers", "Sign-up, email verification and welcome credits."),
 )
 
 DEFINITIONS = (
@@ -294,6 +297,36 @@ DEFINITIONS = (
     Definition("backups.destination", "backups", Choice(("disk", "This server's disk"),
                                                         ("s3", "S3 (the bucket set under Storage)")),
                "disk", "Store backups on"),
+    # Customer lifecycle: outgoing email (SMTP) and account rules.
+    Definition("email.smtp_host", "email", Text(253), "", "SMTP host",
+               "e.g. smtp.example.com. Empty: no email is sent (each message is logged as failed)."),
+    Definition("email.smtp_port", "email", Integer(1, 65535), 587, "SMTP port", "587 for STARTTLS, 465 for TLS."),
+    Definition("email.smtp_security", "email", Choice(("starttls", "STARTTLS"), ("tls", "TLS (SMTPS)"),
+                                                      ("none", "None (local relay only)")),
+               "starttls", "Connection security"),
+    Definition("email.smtp_username", "email", Text(254), "", "SMTP user name", "Empty: no login."),
+    Definition("email.smtp_password", "email", Secret(), "", "SMTP password"),
+    Definition("email.from_address", "email", Email(), "", "From address",
+               "The sender of every message, e.g. hello@example.com."),
+    Definition("customers.require_verified_email", "customers", Boolean(), False,
+               "Verified email needed to run jobs",
+               "On: customers must follow the link emailed at sign-up before they can run a function."),
+    Definition("customers.welcome_credits", "customers", Integer(0, 1_000_000), 0, "Welcome credits",
+               "Granted once, when a customer verifies their email address."),
+    Definition("customers.deleted_jobs", "customers", Choice(("anonymise", "Keep job records, without files"),
+                                                             ("delete", "Delete job records too")),
+               "anonymise", "When a customer deletes their account",
+               "Their uploaded and result files are always deleted; payments are always kept for accounting."),
+    Definition("customers.referral_signup_credits", "customers", Integer(0, 1_000_000), 10,
+               "Referral: credits for the new customer",
+               "Granted once, when a customer who signed up through a referral link verifies their email."),
+    Definition("customers.referral_referrer_credits", "customers", Integer(0, 1_000_000), 50,
+               "Referral: credits for the referrer", "Granted once, on the referred customer's first paid order."),
+    Definition("customers.referral_referred_credits", "customers", Integer(0, 1_000_000), 20,
+               "Referral: credits for the referred customer on their first paid order", "Granted once."),
+    Definition("customers.referral_same_domain_daily", "customers", Integer(0, 1000), 3,
+               "Referrals per day to one email domain",
+               "A referrer's sign-ups sharing one email domain beyond this many in 24 hours earn nothing."),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 

@@ -1,7 +1,8 @@
 """Customer forms (Flask-WTF: CSRF on every one)."""
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import SubmitField
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length
 
 
 class UploadForm(FlaskForm):
@@ -11,3 +12,8 @@ class UploadForm(FlaskForm):
 
 class CancelForm(FlaskForm):
     submit = SubmitField("Cancel job")
+
+
+class RedeemForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)], render_kw={"autocomplete": "off"})
+    submit = SubmitField("Redeem")

@@ -1,20 +1,23 @@
 """Customer page routes: thin views over services.catalog, services.jobs and services.payments."""
 import sqlalchemy as sa
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, jobs, payments, permissions, storage
+from app.services import catalog, cms, coupons, jobs, payments, permissions, referrals, storage
 from app.services.urls import absolute_url
 from app.site import bp
-from app.site.forms import CancelForm, UploadForm
+from app.site.forms import CancelForm, RedeemForm, UploadForm
 
 PAGE_SIZE = 20
 
 
 @bp.route("/")
 def index():
+    code = referrals.clean_code(request.args.get("ref"))
+    if code and not current_user.is_authenticated:
+        session[referrals.SESSION_KEY] = code  # kept through sign-up
     return render_template("site/index.html", functions=cms.listed_functions())
 
 
@@ -35,7 +38,10 @@ def function(key):
                 job = jobs.submit(current_user, fn.key, data, upload.filename or "upload", fn=fn)
             except jobs.SubmitError as exc:
                 form.image.errors.append(str(exc))
-                return render_template("site/function.html", fn=fn, form=form), exc.status
+                # Short of credits: link straight to the cheapest plan that covers this function.
+                top_up = payments.plan_for_credits(current_user, fn.price_per_use) if exc.status == 402 else None
+                return render_template("site/function.html", fn=fn, form=form, short=exc.status == 402,
+                                       top_up=top_up), exc.status
             return redirect(url_for("site.job", job_id=job.id))
         return render_template("site/function.html", fn=fn, form=form), 400
     return render_template("site/function.html", fn=fn, form=form)
@@ -113,7 +119,8 @@ def job_file(job_id, which):
 def pricing():
     plans = catalog.plans_for(current_user if current_user.is_authenticated else None)
     offers = {plan.id: payments.checkout_options(plan) for plan in plans}
-    return render_template("site/pricing.html", plans=plans, offers=offers, form=CancelForm())
+    return render_template("site/pricing.html", plans=plans, offers=offers, form=CancelForm(),
+                           payments_ready=any(offers.values()), highlight=request.args.get("plan", type=int))
 
 
 @bp.route("/checkout/<int:plan_id>", methods=["POST"])
@@ -122,7 +129,7 @@ def checkout(plan_id):
     """Start paying for a plan: services.payments writes the order, then sends the customer to the gateway."""
     try:
         url = payments.start_checkout(current_user, db.session.get(Plan, plan_id),
-                                      request.form.get("gateway", "stripe"))
+                                      request.form.get("gateway", "stripe"), request.form.get("coupon"))
     except payments.NotForSale:
         abort(404)
     except payments.CheckoutError as exc:
@@ -180,4 +187,33 @@ def account():
         sa.select(Job).where(Job.user_id == current_user.id).order_by(Job.id.desc()),
         page=jobs_page, per_page=PAGE_SIZE, error_out=False,
     )
-    return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm())
+    me = current_user._get_current_object()
+    referral_link = absolute_url("site.index", ref=me.referral_code) if me.referral_code else None
+    return render_template("site/account.html", ledger=ledger, jobs=recent, form=CancelForm(),
+                           redeem_form=RedeemForm(), referral_link=referral_link)
+
+
+@bp.route("/account/referral-link", methods=["POST"])
+@login_required
+def referral_link():
+    """Accounts made before referrals existed get their code on request (reading /account never writes)."""
+    if CancelForm().validate_on_submit() and current_user.role == "customer":
+        referrals.issue_code(current_user._get_current_object())
+    return redirect(url_for("site.account") + "#referral")
+
+
+@bp.route("/account/redeem", methods=["POST"])
+@login_required
+def redeem():
+    """A credits code: the credits once per customer, within the code's limits."""
+    form = RedeemForm()
+    if form.validate_on_submit():
+        try:
+            added = coupons.redeem(current_user._get_current_object(), form.code.data)
+        except coupons.CouponError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Code accepted: {added} credits were added to your balance.", "success")
+    else:
+        flash("Enter a code.", "error")
+    return redirect(url_for("site.account"))
