@@ -63,7 +63,6 @@ class PaymentView(RoleModelView):
             payment = payments.record_manual(
                 form.user.data, plan, form.amount.data or 0, form.currency.data or "USD",
                 form.credits.data or (plan.credits if plan else 0), form.note.data, current_user)
-            db.session.commit()
             return payment
         except Exception as exc:
             db.session.rollback()

@@ -21,7 +21,7 @@ from app.models import AIFunction, FunctionFallback, Provider
 from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
 from app.providers.base import ProviderError
-from app.services import audit, catalog, provider_checks, provider_setup
+from app.services import catalog, provider_checks, provider_setup
 from app.services.crypto import decrypt_json, mask
 
 SECRET = "secret__"
@@ -235,8 +235,6 @@ class AIFunctionView(ToolsView):
             raw = upload.read().decode("utf-8", "replace") if upload and upload.filename else request.form.get("json", "")
             try:
                 fn, created = catalog.import_function(json.loads(raw))
-                audit.record("import", "AIFunction", fn.id, new=audit.snapshot(fn))
-                db.session.commit()
                 flash(f"{'Created' if created else 'Updated'} function {fn.key} from JSON.", "success")
                 return redirect(url_for(".edit_view", id=fn.id))
             except json.JSONDecodeError as exc:
@@ -249,9 +247,7 @@ class AIFunctionView(ToolsView):
     @action("clone", "Clone", "Make a disabled copy of the selected functions?")
     def action_clone(self, ids):
         for fn_id in ids:
-            copy = catalog.clone_function(db.session.get(AIFunction, int(fn_id)))
-            audit.record("clone", "AIFunction", copy.id, new=audit.snapshot(copy))
-        db.session.commit()
+            catalog.clone_function(db.session.get(AIFunction, int(fn_id)))
         flash(f"Cloned {len(ids)} function(s); the copies are disabled until you enable them.", "success")
 
 

@@ -11,7 +11,7 @@ from app.admin.base import ADMIN, ReadOnlyModelView, RoleModelView, current_role
 from app.extensions import db
 from app.models import Plan
 from app.models.coupons import COUPON_KINDS
-from app.services import audit, coupons, exports
+from app.services import coupons, exports
 
 KIND_LABELS = {"credits": "Credits (redeemed on /account)", "percent": "Percent off a plan (at checkout)"}
 
@@ -75,9 +75,9 @@ class CouponView(RoleModelView):
         if current_role() not in ADMIN:
             abort(403)
         batch = request.args.get("batch") or None
-        audit.record("export", "Coupon", batch, new={"batch": batch}, actor=current_user._get_current_object())
-        db.session.commit()
-        return exports.csv_response(f"coupons-{batch or 'all'}.csv", coupons.CSV_HEADER, coupons.csv_rows(batch))
+        lines = exports.export("coupons", "csv", [(name, name) for name in coupons.CSV_HEADER],
+                               coupons.csv_rows(batch), {"batch": batch}, actor=current_user._get_current_object())
+        return exports.response(f"coupons-{batch or 'all'}.csv", "csv", lines)
 
 
 def _int(form, name, default):

@@ -10,8 +10,8 @@ from markupsafe import Markup
 
 from app.admin.base import ADMIN, STAFF, ReadOnlyModelView
 from app.extensions import db
-from app.models import Job, JobLog
-from app.services import audit, jobs, permissions
+from app.models import Job
+from app.services import jobs, permissions
 
 JOB_OPERATORS = frozenset({"admin", "support"})
 
@@ -44,10 +44,7 @@ class JobView(ReadOnlyModelView):
 
     @action("retry", "Retry", "Retry the selected failed jobs? They are not charged again.")
     def action_retry(self, ids):
-        retried = [job_id for job_id in ids if jobs.retry(int(job_id), current_user)]
-        for job_id in retried:
-            audit.record("retry", "Job", job_id)
-        db.session.commit()
+        retried = [job_id for job_id in ids if jobs.retry(int(job_id), current_user._get_current_object())]
         flash(f"{len(retried)} job(s) queued again; {len(ids) - len(retried)} skipped "
               f"(only failed jobs can be retried).", "info")
 

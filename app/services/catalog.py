@@ -6,6 +6,7 @@ from sqlalchemy.orm import joinedload
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Plan, Provider
 from app.providers import registry
+from app.services import audit
 
 
 def _visible():
@@ -80,8 +81,9 @@ def _provider_named(name):
     return provider
 
 
-def import_function(data):
-    """Create or update (by key) a function from export_function's data. Returns (function, created)."""
+def import_function(data, actor=None):
+    """Create or update (by key) a function from export_function's data, audited and committed.
+    Returns (function, created)."""
     if not isinstance(data, dict) or data.get("neurapix_function") != 1:
         raise CatalogImportError("This is not a Neurapix function export.")
     missing = [f for f in ("key", "name", "provider") if not data.get(f)]
@@ -110,11 +112,14 @@ def import_function(data):
         if leak:
             raise CatalogImportError(f"{provider.name}: {leak}")
     db.session.flush()
+    audit.record("import", "AIFunction", fn.id, new=audit.snapshot(fn), actor=actor)
+    db.session.commit()
     return fn, created
 
 
-def clone_function(fn):
-    """A disabled copy of `fn` (fallbacks included) under the first free key like "<key>-copy"."""
+def clone_function(fn, actor=None):
+    """A disabled copy of `fn` (fallbacks included) under the first free key like "<key>-copy"; audited and
+    committed."""
     taken = set(db.session.scalars(sa.select(AIFunction.key).where(AIFunction.key.like(f"{fn.key}-copy%"))))
     key = next(k for k in (f"{fn.key}-copy" + (f"-{n}" if n else "") for n in range(len(taken) + 1))
                if k not in taken)
@@ -125,4 +130,6 @@ def clone_function(fn):
                                        provider_config=dict(fb.provider_config or {})) for fb in fn.fallbacks]
     db.session.add(copy)
     db.session.flush()
+    audit.record("clone", "AIFunction", copy.id, new=audit.snapshot(copy), actor=actor)
+    db.session.commit()
     return copy

@@ -607,6 +607,7 @@ def retry(job_id, actor):
         db.session.rollback()
         return False
     add_log(job_id, f"Retried by {actor.email} (not charged again)")
+    audit.record("retry", "Job", job_id, actor=actor)
     db.session.commit()
     _requeue(job_id)
     return True

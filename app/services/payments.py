@@ -386,6 +386,7 @@ def record_manual(user, plan, amount, currency, credits_granted, note, actor):
     grant_payment(payment, actor)
     _receipt(payment)
     audit.record("create", "Payment", payment.id, new=audit.snapshot(payment), actor=actor)
+    db.session.commit()
     return payment
 
 
