@@ -225,3 +225,24 @@ def test_unknown_messages_and_bad_language_codes_answer_404(app, client, owner):
     assert "Use a language code" in resp.get_data(as_text=True)
     assert client.get("/admin/email_templates/open?name=ban_notice&language=PT-BR").headers["Location"].endswith(
         "/admin/email_templates/ban_notice/pt-br")
+
+
+def test_a_customer_chooses_the_language_of_their_emails(app, client, smtp, owner):
+    assert _save(client, "ban_notice", "de", GERMAN).status_code == 302
+    with app.app_context():
+        customer = make_user("customer", email="waehlt@example.com")
+    me = app.test_client()
+    login(me, customer)
+    assert 'name="language"' in me.get("/account/security").get_data(as_text=True)
+    resp = post(me, "/account/security/email-preferences", {"job_failed": "y", "language": "x!"},
+                follow_redirects=True)
+    assert "Use a language code" in resp.get_data(as_text=True)
+    assert post(me, "/account/security/email-preferences", {"job_failed": "y", "language": "DE"}).status_code == 302
+    with app.app_context():
+        saved = db.session.get(User, customer.id)
+        assert (saved.language, saved.email_job_failed) == ("de", True)
+        assert db.session.scalar(sa.select(AuditLog.new_values).where(AuditLog.action == "email_preferences")) == {
+            "job_failed": True, "language": "de"}
+
+    _ban_notice(app, "waehlt@example.com")
+    assert smtp.to("waehlt@example.com")[0]["Subject"] == "Ihr Konto bei Neurapix ist gesperrt"

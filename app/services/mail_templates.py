@@ -7,7 +7,6 @@ with sample values), so a broken one is refused with the reason and nothing chan
 language, then the site's default language, then the shipped files (services/mail.py).
 """
 import logging
-import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from types import SimpleNamespace
@@ -21,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from app.extensions import db
 from app.models import EmailLog, EmailTemplate
 from app.models.types import utcnow
-from app.services import audit, mail, settings
+from app.services import audit, cms, mail, settings
 
 log = logging.getLogger("neurapix.mail")
 
@@ -29,7 +28,7 @@ PARTS = ("subject", "text", "html")
 # The shipped file of each part: app/templates/email/[<language>/]<name>.<suffix>
 FILE_SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 MAX_LENGTH = {"subject": 500, "text": 100_000, "html": 200_000}
-LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
+LANGUAGE = cms.LANGUAGE
 LAYOUT = "email/_layout.html"
 
 
@@ -53,9 +52,11 @@ class TemplateProblem(ValueError):
 
 
 _SAMPLE_URL = "https://www.example.com"
-USER = Obj("The customer", {"email": Var("Their email address", "ada@example.com")})
-PAYMENT = Obj("The payment", {"id": Var("Its number", 1042), "provider": Var("stripe, paypal or manual", "stripe"),
-                              "credits": Var("Credits it bought", 500), "currency": Var("Currency code", "EUR")})
+USER = Obj("The customer", {"email": Var("The customer's email address", "ada@example.com")})
+PAYMENT = Obj("The payment", {"id": Var("The payment's number", 1042),
+                              "provider": Var("How it was paid: stripe, paypal or manual", "stripe"),
+                              "credits": Var("Credits the payment bought", 500),
+                              "currency": Var("The payment's currency code", "EUR")})
 _PAYMENT_VARIABLES = {
     "user": USER, "payment": PAYMENT, "amount": Var("Amount and currency", "49.00 EUR"),
     "plan": Var("The plan's name, or Credits", "Pro monthly"),
@@ -73,7 +74,7 @@ VARIABLES = {
                      "link": Var("The confirmation link", f"{_SAMPLE_URL}/confirm-email/sample-token"),
                      "hours": Var("Hours the link works", 24)},
     "ban_notice": {"user": USER, "reason": Var("The reason staff gave", "Repeated chargebacks")},
-    "job_failed": {"user": USER, "job": Obj("The job", {"id": Var("Its number", 318)}),
+    "job_failed": {"user": USER, "job": Obj("The job", {"id": Var("The job's number", 318)}),
                    "notice": Var("What went wrong and what was refunded, in the customer's words",
                                  "Job #318 failed: the provider did not answer. Your 5 credits were refunded."),
                    "job_url": Var("The job's page", f"{_SAMPLE_URL}/jobs/318"),
