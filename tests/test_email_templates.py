@@ -246,3 +246,10 @@ def test_a_customer_chooses_the_language_of_their_emails(app, client, smtp, owne
 
     _ban_notice(app, "waehlt@example.com")
     assert smtp.to("waehlt@example.com")[0]["Subject"] == "Ihr Konto bei Neurapix ist gesperrt"
+
+
+def test_a_template_that_renders_a_huge_message_is_refused(app, client, smtp, owner):
+    loop = "{% for i in range(2000) %}{% for j in range(1000) %}xx{% endfor %}{% endfor %}"
+    resp = _save(client, "ban_notice", "de", {**GERMAN, "text": loop})
+    assert resp.status_code == 400 and "longer than 1,000,000 characters" in resp.get_data(as_text=True)
+    assert _rows(app) == {}

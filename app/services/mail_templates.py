@@ -28,6 +28,7 @@ PARTS = ("subject", "text", "html")
 # The shipped file of each part: app/templates/email/[<language>/]<name>.<suffix>
 FILE_SUFFIX = {"subject": "subject.txt", "text": "txt", "html": "html"}
 MAX_LENGTH = {"subject": 500, "text": 100_000, "html": 200_000}
+MAX_OUTPUT = 1_000_000
 LANGUAGE = cms.LANGUAGE
 LAYOUT = "email/_layout.html"
 
@@ -138,7 +139,14 @@ def sample_context(name):
 
 
 def _render_part(part, source, context):
-    rendered = _env(part).from_string(source).render(context)
+    # Streamed, so a template that loops into a huge message stops at the cap instead of filling the memory.
+    rendered, size = [], 0
+    for chunk in _env(part).from_string(source).generate(context):
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise ValueError(f"the rendered {part} is longer than {MAX_OUTPUT:,} characters")
+        rendered.append(chunk)
+    rendered = "".join(rendered)
     return " ".join(rendered.split()) if part == "subject" else rendered
 
 
@@ -287,6 +295,8 @@ def save(actor, name, language, values):
     row = find(name, language)
     created = row is None
     old = None if created else {part: getattr(row, part) for part in PARTS}
+    if old == values:
+        return row  # saved as it was: nothing to write or audit
     if created:
         row = EmailTemplate(name=name, language=language)
         db.session.add(row)
@@ -294,9 +304,8 @@ def save(actor, name, language, values):
         setattr(row, part, values[part])
     row.updated_by_id, row.updated_at = actor.id, utcnow()
     db.session.flush()
-    if old != values:
-        audit.record("create" if created else "update", "EmailTemplate", row.id, old=old,
-                     new={"name": name, "language": language, **values}, actor=actor)
+    audit.record("create" if created else "update", "EmailTemplate", row.id, old=old,
+                 new={"name": name, "language": language, **values}, actor=actor)
     db.session.commit()
     return row
 
