@@ -89,7 +89,8 @@ def test_fallback_order_is_language_then_default_language_then_files(app, client
     _ban_notice(app, "none@example.com")
     assert smtp.to("de@example.com")[0]["Subject"] == "Ihr Konto bei Neurapix ist gesperrt"
     (french,) = smtp.to("fr@example.com")
-    assert french["Subject"] == "Custom English notice" and smtp.text(french).strip() == "Custom English: Repeated chargebacks"
+    assert french["Subject"] == "Custom English notice"
+    assert smtp.text(french).strip() == "Custom English: Repeated chargebacks"
     assert not french.is_multipart()  # an empty HTML part: plain text only
     assert smtp.to("none@example.com")[0]["Subject"] == "Custom English notice"
 
@@ -203,7 +204,8 @@ def test_admins_edit_viewers_read_and_support_has_no_access(app, client, smtp, r
     page = client.get("/admin/email_templates/ban_notice/de")
     assert page.status_code == read
     if role == "viewer":
-        assert "<fieldset disabled>" in page.get_data(as_text=True) and "Reset to default" not in page.get_data(as_text=True)
+        shown = page.get_data(as_text=True)
+        assert "<fieldset disabled>" in shown and "Reset to default" not in shown
     changed = {**GERMAN, "subject": "Changed"}
     assert _save(client, "ban_notice", "de", changed).status_code == write
     assert _save(client, "ban_notice", "de", changed, act="test").status_code == (200 if write == 302 else 403)

@@ -63,7 +63,8 @@ _PAYMENT_VARIABLES = {
     "plan": Var("The plan's name, or Credits", "Pro monthly"),
     "account_url": Var("The customer's account page", f"{_SAMPLE_URL}/account"),
     "pricing_url": Var("The pricing page", f"{_SAMPLE_URL}/pricing"),
-    "subscription_end": Var("When the subscription renews (a date, or empty)", datetime(2027, 1, 31, tzinfo=timezone.utc)),
+    "subscription_end": Var("When the subscription renews (a date, or empty)",
+                            datetime(2027, 1, 31, tzinfo=timezone.utc)),
 }
 # What each registered message offers its template, with a sample value for previews and save-time checks.
 VARIABLES = {
