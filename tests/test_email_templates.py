@@ -255,3 +255,15 @@ def test_a_template_that_renders_a_huge_message_is_refused(app, client, smtp, ow
     resp = _save(client, "ban_notice", "de", {**GERMAN, "text": loop})
     assert resp.status_code == 400 and "longer than 1,000,000 characters" in resp.get_data(as_text=True)
     assert _rows(app) == {}
+
+
+def test_a_stored_template_that_breaks_the_sandbox_when_sent_is_skipped_for_the_next(app, client, smtp):
+    # Written without the editor (SQL, a restore): the sandbox still refuses it when the message is rendered.
+    with app.app_context():
+        db.session.add(EmailTemplate(name="ban_notice", language="de", subject="Gesperrt",
+                                     text="{{ user.email.__class__.__mro__ }}", html=""))
+        db.session.commit()
+    _ban_notice(app, "trick@example.com", language="de")
+    (message,) = smtp.to("trick@example.com")
+    assert message["Subject"] == "Your Neurapix account is suspended"
+    assert "__mro__" not in smtp.text(message) and "class" not in smtp.text(message)
