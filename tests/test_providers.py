@@ -4,6 +4,7 @@ import io
 import pytest
 from PIL import Image, ImageStat
 
+from app.extensions import db
 from app.providers import ProviderError, ProviderInput, registry
 from app.services import jobs, outputs, provider_setup
 from tests import pipeline as p
@@ -92,3 +93,44 @@ def test_function_config_overrides_provider_and_params_merge(app):
         config = provider_setup.effective_config(provider, fn.provider_config)
         assert config["retries"] == 0 and config["timeout"] == 30 and config["output_format"] == "PNG"
         assert config["params"] == {"scale": 2, "a": 1}
+
+
+@pytest.mark.parametrize("method,args", [
+    ("submit", (SOURCE, {})), ("check", ({"id": "r-1"}, {})), ("outcome", ({"id": "r-1"}, {})),
+    ("cancel_remote", ({"id": "r-1"}, {})), ("fetch_webhook_secret", ({},)),
+])
+def test_a_plugin_asked_for_remote_work_it_does_not_do_fails_plainly(method, args):
+    with pytest.raises(ProviderError, match=r"^The Local \(Pillow\) provider cannot ") as caught:
+        getattr(registry.get("local"), method)(*args)
+    assert caught.value.retryable is False  # asking again cannot help
+
+
+def test_a_one_call_plugin_without_process_image_fails_plainly():
+    # The Generic HTTP plugin answers in one call unless a status URL makes it remote; the base class's
+    # process_image is what a plugin without its own gets.
+    from app.providers.base import AIProvider
+
+    with pytest.raises(ProviderError, match="cannot answer in one call") as caught:
+        AIProvider.process_image(registry.get("http"), SOURCE, {})
+    assert caught.value.retryable is False
+
+
+def test_a_waiting_job_whose_function_moved_to_a_local_plugin_fails_plainly_and_is_refunded(app):
+    with ReplicateServer(mode="hang") as server:
+        with app.app_context():
+            fn = p.add_function(p.replicate_provider(server, timeout=60), price_per_use=2)
+            local = p.add_provider("local", name="Local", config={"timeout": 30, "retries": 0})
+            user = p.funded_customer(10)
+            job_id = jobs.submit(user, fn.key, image_bytes()).id
+            jobs.run(job_id)
+            assert p.job(job_id).status == "waiting"
+            # The owner switches the function while the job waits at Replicate: its next check asks Local.
+            fn.provider_id = local.id
+            db.session.commit()
+        p.drain(app)
+        with app.app_context():
+            job = p.job(job_id)
+            assert job.status == "failed"
+            assert job.error == "Local: The Local (Pillow) provider cannot check remote jobs."
+            assert "unexpectedly" not in job.error
+            assert p.refunds(job_id) == 1 and p.balance(user.id) == 10 == p.ledger_sum(user.id)

@@ -11,6 +11,7 @@ from app.admin.catalog import AIFunctionView, ProviderView
 from app.admin.coupons import CouponRedemptionView, CouponView
 from app.admin.cms import PageView
 from app.admin.history import AuditLogView, EmailLogView, JobLogView, JobView
+from app.admin.mail_templates import EmailTemplateView
 from app.admin.settings import SettingsView
 from app.admin.users import UserView
 from app.extensions import db
@@ -65,6 +66,7 @@ def init_app(app):
     admin.add_view(CouponRedemptionView(CouponRedemption, db, name="Coupon uses", category="Billing",
                                         endpoint="coupon_uses"))
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
+    admin.add_view(EmailTemplateView(name="Email templates", category="Content", endpoint="email_templates"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
     admin.add_view(EmailLogView(EmailLog, db, name="Emails", category="Security", endpoint="emails"))

@@ -97,6 +97,8 @@ class ResendVerificationForm(FlaskForm):
 
 class EmailPreferencesForm(FlaskForm):
     job_failed = BooleanField("Email me when a job fails and its credits are refunded")
+    language = StringField("Language for emails", validators=[Length(max=16)],
+                           description="A language code such as en, de or pt-br; empty means the site's language.")
     submit = SubmitField("Save email preferences")
 
 

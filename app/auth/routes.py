@@ -202,7 +202,7 @@ def _security_page(status=200, **forms):
         DisableTwoFactorForm(), password_form=forms.get("password_form") or PasswordChangeForm(),
         everywhere_form=SignOutEverywhereForm(), recovery_codes=forms.get("recovery_codes"),
         email_form=forms.get("email_form") or ChangeEmailForm(), resend_form=ResendVerificationForm(),
-        preferences_form=EmailPreferencesForm(job_failed=user.email_job_failed),
+        preferences_form=EmailPreferencesForm(job_failed=user.email_job_failed, language=user.language),
         delete_form=forms.get("delete_form") or DeleteAccountForm(),
     ), status
 
@@ -312,8 +312,12 @@ def resend_verification():
 def email_preferences():
     form = EmailPreferencesForm()
     if form.validate_on_submit():
-        accounts.set_email_preferences(_me(), job_failed=form.job_failed.data)
-        flash("Email preferences saved.", "success")
+        try:
+            accounts.set_email_preferences(_me(), job_failed=form.job_failed.data, language=form.language.data)
+        except accounts.AccountError as exc:
+            flash(f"Email preferences not saved: {exc}", "error")
+        else:
+            flash("Email preferences saved.", "success")
     return redirect(url_for("auth.security"))
 
 

@@ -6,11 +6,11 @@ from app.models.catalog import AIFunction, FunctionFallback, Provider
 from app.models.cms import Page
 from app.models.coupons import Coupon, CouponRedemption
 from app.models.jobs import Job, JobLog
-from app.models.mail import EmailLog
+from app.models.mail import EmailLog, EmailTemplate
 from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent",
 ]

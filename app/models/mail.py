@@ -31,3 +31,24 @@ class EmailLog(db.Model):
 
     def __str__(self):
         return f"{self.template} to {self.to_address}"
+
+
+class EmailTemplate(db.Model):
+    """The owner's version of one message in one language; without a row the shipped file template is used.
+
+    Subject, text and HTML are Jinja templates rendered in a sandbox (services/mail_templates.py)."""
+    __tablename__ = "email_templates"
+    __table_args__ = (sa.UniqueConstraint("name", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    language: Mapped[str] = mapped_column(sa.String(16))
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    text: Mapped[str] = mapped_column(sa.Text)
+    # Empty: the message goes out as plain text only.
+    html: Mapped[str] = mapped_column(sa.Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    def __str__(self):
+        return f"{self.name} ({self.language})"

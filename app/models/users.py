@@ -52,6 +52,8 @@ class User(UserMixin, db.Model):
     email_verified_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # The customer's choice to be emailed when a job fails and is refunded (transactional mail is always sent).
     email_job_failed: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # The language emails are written in (services/mail_templates.py); None means the site's default language.
+    language: Mapped[str | None] = mapped_column(sa.String(16))
     # The owner deleted the account: the row stays, anonymised, for the payments and ledger that name it.
     deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Referrals: this customer's own code (made when first shown), and who referred them at sign-up.

@@ -130,28 +130,36 @@ class AIProvider(ABC):
     def process_image(self, input, config, *, should_cancel=lambda: False):
         """Process one image with this (merged, secrets included) config; raise ProviderError on failure."""
         if not self.is_remote(config):
-            raise NotImplementedError(f"{self.__class__.__name__} must implement process_image")
+            raise self.unsupported("answer in one call with this configuration")
         return wait_for_remote(self, input, config, should_cancel)
+
+    # The remote interface. A plugin that does not run remote jobs keeps these: asked anyway (a job whose
+    # function moved to it while it waited elsewhere, a misconfigured plugin), it fails plainly and for good,
+    # like any refused request, instead of crashing the worker with an unexpected exception.
 
     def submit(self, input, config, webhook_url=None):
         """Start a remote job; returns its state (JSON-serialisable, with "id"), kept until the job ends."""
-        raise NotImplementedError
+        raise self.unsupported("start remote jobs")
 
     def check(self, state, config):
         """One status request for a remote job; returns its new state."""
-        raise NotImplementedError
+        raise self.unsupported("check remote jobs")
 
     def outcome(self, state, config):
         """None while the remote job runs; a ProcessResult once it succeeded; ProviderError once it failed."""
-        raise NotImplementedError
+        raise self.unsupported("report on remote jobs")
 
     def cancel_remote(self, state, config):
         """Ask the provider to stop a remote job."""
-        raise NotImplementedError
+        raise self.unsupported("cancel remote jobs")
 
     def fetch_webhook_secret(self, config):
         """The key that signs this provider's webhooks, from its API (plugins with webhook_secret_field)."""
-        raise NotImplementedError
+        raise self.unsupported("fetch a webhook signing key")
+
+    def unsupported(self, work):
+        """The error for work this plugin does not do: not retryable, since asking again cannot help."""
+        return ProviderError(f"The {self.name or self.key} provider cannot {work}.", retryable=False)
 
     def verify_webhook(self, headers, body, config):
         """Raise WebhookRefused unless a webhook for one of our jobs is authentic. The per-job token in the

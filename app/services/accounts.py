@@ -12,7 +12,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from app.extensions import db
 from app.models import CreditLedger, EmailLog, Job, Order, Payment, User
 from app.models.types import utcnow
-from app.services import (audit, credits, jobs, mail, passwords, permissions, referrals, settings, storage,
+from app.services import (audit, cms, credits, jobs, mail, passwords, permissions, referrals, settings, storage,
                           throttle, two_factor)
 from app.services.urls import absolute_url
 
@@ -441,12 +441,17 @@ def confirm_email_change(token):
     return user
 
 
-def set_email_preferences(user, job_failed):
-    """The customer's own choice of optional emails (transactional ones are always sent)."""
-    if user.email_job_failed != bool(job_failed):
-        audit.record("email_preferences", "User", user.id, old={"job_failed": user.email_job_failed},
-                     new={"job_failed": bool(job_failed)}, actor=user)
-        user.email_job_failed = bool(job_failed)
+def set_email_preferences(user, job_failed, language=None):
+    """The customer's own choice of optional emails (transactional ones are always sent) and of the language
+    emails are written in (empty: the site's default). AccountError for a malformed language code."""
+    language = (language or "").strip().lower() or None
+    if language is not None and not cms.LANGUAGE.fullmatch(language):
+        raise AccountError("Use a language code such as en, de or pt-br, or leave it empty.")
+    old = {"job_failed": user.email_job_failed, "language": user.language}
+    new = {"job_failed": bool(job_failed), "language": language}
+    if old != new:
+        audit.record("email_preferences", "User", user.id, old=old, new=new, actor=user)
+        user.email_job_failed, user.language = new["job_failed"], language
     db.session.commit()
 
 
@@ -466,7 +471,7 @@ def export_data(user):
         "account": {"email": user.email, "created_at": _when(user.created_at), "role": user.role,
                     "balance": user.balance, "plan": user.plan.name if user.plan else None,
                     "email_verified_at": _when(user.email_verified_at), "last_login_at": _when(user.last_login_at),
-                    "two_factor": user.has_2fa, "email_job_failed": user.email_job_failed,
+                    "two_factor": user.has_2fa, "email_job_failed": user.email_job_failed, "language": user.language,
                     "subscription_status": user.subscription_status},
         "jobs": [{"id": j.id, "function": j.function_key, "status": j.status, "credits_charged": j.credits_charged,
                   "refunded": j.refunded, "input": j.input_meta, "message": j.customer_message,

@@ -1,9 +1,10 @@
 """Email: the one way a message leaves. queue() adds an EmailLog row to the caller's transaction; once that
 commits the id goes to the workers (RQ with retries, or the in-process pool), and send() renders and delivers it.
 
-Templates are app/templates/email/<name>.subject.txt, .txt and .html; email/<language>/<name>.* overrides them
-for the site's default language. Links and tokens are made when the message is sent, so neither the log row
-nor the queue ever holds a token.
+A message is written in the customer's language (else the site's default): the owner's template for that
+language, then for the default language (services/mail_templates.py, edited in the admin), then the shipped files
+app/templates/email/[<language>/]<name>.subject.txt, .txt and .html. Links and tokens are made when the message
+is sent, so neither the log row nor the queue ever holds a token.
 """
 import logging
 import smtplib
@@ -135,6 +136,8 @@ def send(email_id):
 
 
 def _deliver(row):
+    from app.services import mail_templates  # it imports this module
+
     user = db.session.get(User, row.user_id) if row.user_id else None
     base = settings.get("site.public_url")
     if not base:
@@ -145,16 +148,22 @@ def _deliver(row):
         if context is None:
             raise MailError("Nothing to send: what this message was about no longer exists.")
         context.update(site_name=settings.get("site.name"), support_email=settings.get("site.support_email"))
-        subject = " ".join(_render(row.template, "subject.txt", context).split())
-        text = _render(row.template, "txt", context)
-        html = _render(row.template, "html", context)
+        languages = mail_templates.languages_for(user)
+        custom = mail_templates.render_custom(row.template, languages, context)
+        if custom is not None:
+            subject, text, html = custom["subject"], custom["text"], custom["html"] or None
+        else:
+            subject = " ".join(_render(row.template, "subject.txt", context, languages).split())
+            text = _render(row.template, "txt", context, languages)
+            html = _render(row.template, "html", context, languages)
     deliver(row.to_address, subject, text, html)
 
 
-def _render(name, part, context):
-    language = settings.get("site.default_language")
+def _render(name, part, context, languages=None):
+    languages = languages or [settings.get("site.default_language")]
     try:
-        return render_template([f"email/{language}/{name}.{part}", f"email/{name}.{part}"], **context)
+        return render_template([f"email/{language}/{name}.{part}" for language in languages]
+                               + [f"email/{name}.{part}"], **context)
     except TemplateNotFound:
         raise MailError(f"The email template {name}.{part} is missing.") from None
 

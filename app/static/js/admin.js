@@ -6,6 +6,14 @@
 (function () {
   "use strict";
 
+  // Flask-Admin's base template has no lang attribute and marks the flash messages' close buttons aria-hidden
+  // although they take focus: the admin is written in English, and the buttons get a name instead.
+  if (!document.documentElement.lang) document.documentElement.lang = "en";
+  document.querySelectorAll(".alert .close[aria-hidden]").forEach((button) => {
+    button.removeAttribute("aria-hidden");
+    button.setAttribute("aria-label", "Dismiss this message");
+  });
+
   // Flask-Admin's form.js announces itself with "adminFormReady" after x-editable has loaded and before
   // the editors are set up (on DOM ready): the moment to swap x-editable's eval-based JSON reader.
   if (window.jQuery) {
