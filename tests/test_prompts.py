@@ -151,3 +151,19 @@ def test_viewer_reads_the_gallery_admin_but_cannot_change_it(app, client):
         login(client, make_user("viewer"))
     assert client.get("/admin/prompts/").status_code == 200
     assert client.get(f"/admin/prompts/edit/?id={prompt_id}").status_code == 403
+
+
+def test_seed_demo_adds_the_faq_footer_pages_and_prompts_once(app, client):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    with app.app_context():
+        from app.models import Page
+
+        assert {pg.slug for pg in db.session.scalars(sa.select(Page))} >= {"faq", "terms", "privacy", "contact"}
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Prompt)) == 3
+    home = client.get("/").get_data(as_text=True)
+    for slug in ("faq", "terms", "privacy", "contact"):
+        assert f'href="/{slug}"' in home
+    assert "Frequently asked questions" in client.get("/faq").get_data(as_text=True)
+    assert "Crisp product shot" in home  # featured prompts on the landing page
