@@ -131,3 +131,31 @@ def test_account_tables_become_cards_at_390_px(app, live_server, browser_page, s
     label = page.eval_on_selector("table.cards td[data-label=Tool]",
                                   "td => getComputedStyle(td, '::before').content")
     assert label == '"Tool"'
+
+
+def test_customer_watches_a_job_finish_then_shares_it(app, live_server, browser_page, tmp_path):
+    with app.app_context():
+        p.local_function("upscale", operation="upscale", price_per_use=1)
+        p.funded_customer(5, email="sharer@example.com", password="sharer-password")
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(image_bytes(size=(80, 60)))
+    page = browser_page
+    browser_login(page, live_server, "sharer@example.com", "sharer-password", "**/f/upscale", "/f/upscale")
+    page.set_input_files("input[name=image]", str(photo))
+    page.click("input[type=submit][value='Process image']")
+    page.wait_for_url("**/jobs/*")
+    assert not page.is_visible("#share")  # nothing to share before there is a result
+    p.drain(app)
+    page.wait_for_selector("#share", state="visible")  # shown by share.js when the download appears
+    page.fill("#share-title", "My cat, twice as big")
+    page.click("#share button[type=submit]")
+    page.wait_for_url("**/showcase/*")
+    assert page.inner_text("h1") == "My cat, twice as big"
+    size = page.eval_on_selector("img.showcase-image", "img => img.complete && [img.naturalWidth, img.naturalHeight]")
+    assert size == [160, 120]
+    page.click("#report summary")
+    page.select_option("#reason", "spam")
+    page.click("#report input[type=submit]")
+    page.wait_for_selector("text=our team will review this item")
+    with app.app_context():
+        assert db.session.scalars(db.select(ShowcaseItem)).one().report_count == 1
