@@ -116,7 +116,7 @@ def test_use_this_counts_once_and_opens_the_tool_with_the_prompt(app, client):
     post(client, f"/prompts/{prompt_id}/use")
     with app.app_context():
         assert db.session.get(Prompt, prompt_id).usage_count == 2
-    assert f"used 2 times" in client.get("/prompts").get_data(as_text=True)
+    assert "used 2 times" in client.get("/prompts").get_data(as_text=True)
 
 
 def test_use_needs_the_csrf_token_and_a_published_prompt(app, client):

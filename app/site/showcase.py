@@ -10,15 +10,16 @@ from flask_login import current_user, login_required
 from app.extensions import db, limiter
 from app.models import Job, ShowcaseItem
 from app.models.showcase import REPORT_REASONS
-from app.services import gallery, settings, showcase, storage
+from app.services import cms, gallery, settings, showcase, storage
 from app.site import bp
+from app.services.uploads import SUFFIXES
 from app.site.forms import CancelForm, ReportForm, ShareForm
 
 
 def image_response(data=None, ref=None, content_type=None, name="image", cache="public, max-age=300"):
     """A stored image (bytes, or a ref read here or redirected to S3) with the stored-file headers."""
     content_type = storage.served_type(content_type)
-    filename = f"{name}{gallery.SUFFIXES.get(content_type, '.bin')}"
+    filename = f"{name}{SUFFIXES.get(content_type, '.bin')}"
     attachment = content_type == storage.OPAQUE
     if data is None:
         try:
@@ -40,7 +41,7 @@ def image_response(data=None, ref=None, content_type=None, name="image", cache="
 def prompts():
     filters = gallery.prompt_filters(request.args)
     page = gallery.gallery(filters, max(request.args.get("page", 1, type=int), 1))
-    listed = {fn.id: fn for fn in gallery.cms.listed_functions()}
+    listed = {fn.id: fn for fn in cms.listed_functions()}
     return render_template("site/prompts.html", prompts=page, filters=filters, functions=listed.values(),
                            filter_args={k: v for k, v in filters.items() if v},
                            usable=listed, categories=gallery.categories(), category_label=gallery.category_label,
@@ -84,7 +85,7 @@ def showcase_index():
     function_key = (request.args.get("function") or "").strip()[:64] or None
     page = showcase.public_page(max(request.args.get("page", 1, type=int), 1), function_key)
     return render_template("site/showcase.html", items=page, function_key=function_key,
-                           functions=gallery.cms.listed_functions())
+                           functions=cms.listed_functions())
 
 
 @bp.route("/showcase/<int:item_id>")
