@@ -159,3 +159,21 @@ def test_customer_watches_a_job_finish_then_shares_it(app, live_server, browser_
     page.wait_for_selector("text=our team will review this item")
     with app.app_context():
         assert db.session.scalars(db.select(ShowcaseItem)).one().report_count == 1
+
+
+def test_moderator_blurs_from_the_grid_in_a_browser(app, live_server, browser_page, site):
+    with app.app_context():
+        from tests.helpers import make_user
+
+        make_user("support", email="mod@example.com", password="moderator-password")
+    page = browser_page
+    browser_login(page, live_server, "mod@example.com", "moderator-password")
+    page.goto(f"{live_server}/admin/moderation/?status=live")
+    page.check(f"#select-{site['item_id']}")
+    page.click("button[name=action][value=blur]")
+    page.wait_for_selector("text=Blur: 1 item(s) changed.")
+    assert page.is_visible(f"#item-{site['item_id']} .badge-warning")
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, "admin-moderation-grid.png"), full_page=True)
+    with app.app_context():
+        assert db.session.get(ShowcaseItem, site["item_id"]).is_blurred
