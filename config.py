@@ -99,6 +99,8 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = False
     LOGIN_IP_LIMIT = os.environ.get("LOGIN_IP_LIMIT", "30 per minute")
     LOGIN_ACCOUNT_LIMIT = os.environ.get("LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes")
+    # Showcase reports per client IP (Flask-Limiter, same storage as the login limits).
+    SHOWCASE_REPORT_LIMIT = os.environ.get("SHOWCASE_REPORT_LIMIT", "5 per hour")
 
     # Pauses before each retry of an email the SMTP server did not take (seconds; one retry per entry).
     MAIL_RETRY_SECONDS = [int(s) for s in os.environ.get("MAIL_RETRY_SECONDS", "30,300,1800").split(",") if s.strip()]

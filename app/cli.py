@@ -6,7 +6,7 @@ import click
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import AIFunction, Plan, Provider
+from app.models import AIFunction, Page, Plan, Prompt, Provider
 from app.models.users import STAFF_ROLES
 from app.services import accounts, backup, credits, crypto, exports, passwords, settings
 
@@ -26,6 +26,33 @@ DEMO_FUNCTIONS = [
     {"key": "hdr", "name": "HDR look", "priority": 10, "price_per_use": 2,
      "description": "Local tone mapping that lifts shadows and tames highlights.",
      "provider_config": {"operation": "hdr"}},
+]
+
+# The FAQ and the pages the site footer links to (services.gallery.FOOTER_SLUGS): placeholders the owner edits
+# under Content → Pages. Created once; an edited or deleted page is never overwritten.
+DEMO_PAGES = [
+    {"slug": "faq", "title": "Frequently asked questions", "html_content":
+        "<h2>How do credits work?</h2><p>Each tool costs a number of credits per image, shown on its page. "
+        "Buy a pack once or subscribe for credits every month.</p>"
+        "<h2>What if a job fails?</h2><p>You get the credits back automatically, and the job page says so.</p>"
+        "<h2>Which files can I upload?</h2><p>JPEG, PNG and WebP images; each tool shows its size limit.</p>"
+        "<h2>Who sees my images?</h2><p>Only you and our support team, unless you share a result to the "
+        "public showcase yourself. You can remove it again at any time.</p>"},
+    {"slug": "terms", "title": "Terms of service", "html_content":
+        "<p>These are the demo terms. Replace them with your own under Admin → Content → Pages.</p>"},
+    {"slug": "privacy", "title": "Privacy policy", "html_content":
+        "<p>This is the demo privacy policy. Replace it with your own under Admin → Content → Pages.</p>"},
+    {"slug": "contact", "title": "Contact us", "html_content":
+        "<p>Write to our support team; we answer within one working day.</p>"},
+]
+
+DEMO_PROMPTS = [
+    {"title": "Crisp product shot", "category": "product", "tags": "product,sharp", "function_key": "enhance",
+     "prompt_text": "Clean studio product photo, neutral background, crisp edges", "is_featured": True},
+    {"title": "Print-ready portrait", "category": "portrait", "tags": "portrait,print", "function_key": "upscale",
+     "prompt_text": "Sharp portrait at twice the size, natural skin texture", "is_featured": True},
+    {"title": "Sunset glow", "category": "landscape", "tags": "landscape,sunset", "function_key": "hdr",
+     "prompt_text": "Golden sunset with lifted shadows and balanced sky", "is_featured": False},
 ]
 
 DEMO_PLANS = [
@@ -92,7 +119,8 @@ def init_app(app):
 
     @app.cli.command("seed-demo")
     def seed_demo():
-        """Idempotent demo data: a Local provider, three functions, two plans, a demo customer and admin."""
+        """Idempotent demo data: a Local provider, three functions, two plans, the FAQ and footer pages, a few
+        gallery prompts, a demo customer and admin."""
         provider = db.session.scalars(sa.select(Provider).where(Provider.name == "Local (Pillow)")).first()
         if provider is None:
             provider = Provider(key="local", name="Local (Pillow)", enabled=True,
@@ -105,6 +133,15 @@ def init_app(app):
         for spec in DEMO_PLANS:
             if db.session.scalars(sa.select(Plan).where(Plan.name == spec["name"])).first() is None:
                 db.session.add(Plan(**spec))
+        for spec in DEMO_PAGES:
+            if db.session.scalars(sa.select(Page).where(Page.slug == spec["slug"])).first() is None:
+                db.session.add(Page(is_published=True, **spec))
+        if db.session.scalar(sa.select(sa.func.count()).select_from(Prompt)) == 0:
+            db.session.flush()
+            for n, spec in enumerate(DEMO_PROMPTS):
+                spec = dict(spec)
+                fn = db.session.scalars(sa.select(AIFunction).where(AIFunction.key == spec.pop("function_key"))).first()
+                db.session.add(Prompt(function_id=fn and fn.id, sort_order=n, **spec))
         db.session.commit()
 
         if accounts.find_by_email(DEMO_CUSTOMER_EMAIL) is None:

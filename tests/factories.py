@@ -8,7 +8,8 @@ from app.extensions import db
 
 _counter = itertools.count(1)
 # Columns whose form offers fixed choices that a generic string would not match.
-CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe", ("coupons", "kind"): "credits"}
+CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe", ("coupons", "kind"): "credits",
+           ("prompts", "category"): "general"}
 # Values a row needs to pass its model's rules although the column has a default (a credits code gives credits).
 VALID = {"coupons": {"credits": 5}}
 

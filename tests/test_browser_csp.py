@@ -111,8 +111,8 @@ def test_admin_and_site_work_under_the_csp_without_a_single_violation(app, live_
     page.wait_for_selector(".editable-input .select2-container, .editable-input select")
     watch.collect()
 
-    for path in ("/admin/", "/admin/settings/", "/admin/audit/", "/", "/f/restore", "/csp-story", "/pricing",
-                 "/no-such-page"):
+    for path in ("/admin/", "/admin/settings/", "/admin/audit/", "/admin/moderation/", "/admin/prompts/new/", "/",
+                 "/f/restore", "/csp-story", "/pricing", "/prompts", "/showcase", "/no-such-page"):
         watch.visit(f"{live_server}{path}")
 
     assert not watch.violations, "\n".join(watch.violations)

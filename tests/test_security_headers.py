@@ -79,7 +79,9 @@ def test_production_redirects_to_https_and_sends_hsts(monkeypatch):
 
 
 INLINE_SCRIPT = [
-    (re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I), "a <script> without src"),
+    # JSON data blocks (application/json, JSON-LD) are never executed, so the CSP allows them.
+    (re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*\btype=\"application/(?:ld\+)?json\")[^>]*>", re.I),
+     "a <script> without src"),
     (re.compile(r"\son[a-z]+\s*=", re.I), "an on*= event handler"),
     (re.compile(r"javascript:", re.I), "a javascript: URL"),
     (re.compile(r"\sstyle\s*=", re.I), "an inline style attribute"),

@@ -13,10 +13,12 @@ from app.admin.cms import PageView
 from app.admin.history import AuditLogView, EmailLogView, JobLogView, JobView
 from app.admin.mail_templates import EmailTemplateView
 from app.admin.settings import SettingsView
+from app.admin.showcase import LandingExampleView, ModerationView, PromptView
 from app.admin.users import UserView
+from app import security
 from app.extensions import db
 from app.models import (AIFunction, AuditLog, Backup, Coupon, CouponRedemption, CreditLedger, EmailLog, Job, JobLog,
-                        Order, Page, Payment, Plan, Provider, User)
+                        LandingExample, Order, Page, Payment, Plan, Prompt, Provider, User)
 from app.services import backup, jobs, referrals
 
 
@@ -67,10 +69,16 @@ def init_app(app):
                                         endpoint="coupon_uses"))
     admin.add_view(PageView(Page, db, name="Pages", category="Content", endpoint="pages"))
     admin.add_view(EmailTemplateView(name="Email templates", category="Content", endpoint="email_templates"))
+    admin.add_view(PromptView(Prompt, db, name="Prompt gallery", category="Content", endpoint="prompts"))
+    admin.add_view(LandingExampleView(LandingExample, db, name="Landing examples", category="Content",
+                                      endpoint="landing_examples"))
+    admin.add_view(ModerationView(name="Moderation", category="Content", endpoint="moderation"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
     admin.add_view(EmailLogView(EmailLog, db, name="Emails", category="Security", endpoint="emails"))
     admin.add_view(BackupView(Backup, db, name="Backups", category="Security", endpoint="backups"))
     admin.init_app(app)
+    # Originals shown to moderators keep the sandbox policy of stored files.
+    security.view_options(app, ModerationView.image, content_security_policy=None)
     app.extensions["neurapix_admin"] = admin
     return admin

@@ -8,9 +8,10 @@ from app.models.coupons import Coupon, CouponRedemption
 from app.models.jobs import Job, JobLog
 from app.models.mail import EmailLog, EmailTemplate
 from app.models.settings import Setting
+from app.models.showcase import LandingExample, Prompt, ShowcaseItem, ShowcaseReport
 from app.models.users import User
 
 __all__ = [
     "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
-    "Provider", "Setting", "User", "WebhookEvent",
+    "Provider", "Setting", "User", "WebhookEvent", "LandingExample", "Prompt", "ShowcaseItem", "ShowcaseReport",
 ]

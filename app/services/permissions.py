@@ -76,3 +76,19 @@ def job_refusal(user):
     if user.role == "customer" and not user.email_verified_at and settings.get("customers.require_verified_email"):
         return "Confirm your email address first: open the link we emailed you, or send a new one from your account."
     return None
+
+
+# Moderating shared content: admin on anyone's, support on customers' (as with accounts); viewers only look.
+MODERATOR_ROLES = frozenset({"admin", "support"})
+
+
+def check_moderation(actor, owner):
+    """Raise Refused unless `actor` may blur, delete or restore content `owner` (a User) shared."""
+    role = getattr(actor, "role", None)
+    if role == "admin":
+        return
+    if role == "support":
+        if owner is not None and owner.role != "customer":
+            raise Refused("Support staff moderate customers' content only.")
+        return
+    raise Refused("Your role is read-only.")

@@ -234,6 +234,10 @@ DEFINITIONS = (
                "Shown in the header, page titles and link previews."),
     Definition("site.default_language", "site", Language(), "en", "Default language",
                "Language of each page's main fields; visitors whose language a page lacks see this one."),
+    Definition("site.favicon_url", "site", Url(), "", "Favicon URL",
+               "An https address of a .ico or .png icon (e.g. on your CDN); empty: the built-in icon."),
+    Definition("site.social_image_url", "site", Url(), "", "Social preview image URL",
+               "The picture link previews show (1200×630 works everywhere); empty: the built-in one."),
     Definition("site.support_email", "site", Email(), "", "Support email", "Shown to customers who need help."),
     Definition("site.public_url", "site", PublicUrl(), "", "Public URL",
                "The site's address, e.g. https://www.example.com: canonical links, the sitemap and payment "

@@ -45,14 +45,20 @@ def gate():
 
 
 def init_app(app):
-    from app.site import pages, routes  # noqa: F401  (attach the views to bp)
+    from app.site import pages, routes, showcase  # noqa: F401  (attach the views to bp)
+    from app.services import gallery
+    from app.services import showcase as showcase_service
 
     app.url_map.converters["slug"] = SlugConverter
     app.register_blueprint(bp)
     # Stored files keep the sandbox policy storage.file_headers gives them: they are never a page of ours.
     security.view_options(app, routes.job_file, content_security_policy=None)
+    for view in (showcase.prompt_image, showcase.example_image, showcase.showcase_image):
+        security.view_options(app, view, content_security_policy=None)
     app.before_request(gate)
-    app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url})
+    app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url,
+                                   "footer_links": gallery.footer_links,
+                                   "showcase_item_for": showcase_service.item_for_job})
 
     @app.errorhandler(403)
     def forbidden(_error):

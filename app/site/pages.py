@@ -6,7 +6,7 @@ app already routes, so a page can neither shadow nor be shadowed when it is save
 from flask import Response, abort, make_response, render_template, request
 from flask_login import current_user
 
-from app.services import cms
+from app.services import cms, showcase
 from app.site import bp
 
 
@@ -28,5 +28,5 @@ def page(slug):
 @bp.route("/sitemap.xml")
 def sitemap():
     xml = render_template("site/sitemap.xml", pages=[(p, cms.languages(p)) for p in cms.published_pages()],
-                          functions=cms.listed_functions())
+                          functions=cms.listed_functions(), showcase_items=showcase.sitemap_items())
     return Response(xml, mimetype="application/xml")

@@ -5,7 +5,7 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, coupons, jobs, payments, permissions, referrals, storage
+from app.services import catalog, cms, coupons, gallery, jobs, payments, permissions, referrals, storage
 from app.services.urls import absolute_url
 from app.site import bp
 from app.site.forms import CancelForm, RedeemForm, UploadForm
@@ -18,7 +18,11 @@ def index():
     code = referrals.clean_code(request.args.get("ref"))
     if code and not current_user.is_authenticated:
         session[referrals.SESSION_KEY] = code  # kept through sign-up
-    return render_template("site/index.html", functions=cms.listed_functions())
+    functions = cms.listed_functions()
+    examples = gallery.landing_examples()
+    return render_template("site/index.html", functions=functions, examples=examples,
+                           card_images=gallery.card_images(examples), listed={fn.id: fn for fn in functions},
+                           prompts=gallery.featured_prompts(), faq=("faq", "FAQ") in gallery.footer_links())
 
 
 @bp.route("/f/<key>", methods=["GET", "POST"])
