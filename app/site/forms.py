@@ -17,3 +17,7 @@ class CancelForm(FlaskForm):
 class RedeemForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired(), Length(max=40)], render_kw={"autocomplete": "off"})
     submit = SubmitField("Redeem")
+
+
+class DeleteResultForm(FlaskForm):
+    submit = SubmitField("Delete this result")
