@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.form import Select2Widget
+from flask_admin.form import JSONField, Select2Widget
 from flask_admin.model.template import LinkRowAction
 from markupsafe import Markup
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField
@@ -68,6 +68,15 @@ def _editor(field, schemas, source):
 def _json_object(_form, field):
     if field.data is not None and not isinstance(field.data, dict):
         raise ValidationError("The config must be a JSON object, e.g. {\"timeout\": 120}.")
+
+
+class JSONListField(JSONField):
+    """A JSON list, pretty-printed for editing; empty shows as [] (Flask-Admin's JSONField shows {})."""
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return json.dumps(self.data or [], ensure_ascii=False, indent=2)
 
 
 def _parameter_definition(_form, field):
@@ -129,7 +138,8 @@ class AIFunctionView(ToolsView):
     form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "parameters",
                     "fallbacks", "price_per_use", "max_file_size", "allowed_formats", "output_format", "output_quality",
                     "priority", "daily_limit")
-    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField}
+    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField,
+                      "parameters": JSONListField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
                             "validators": [InputRequired("Pick at least one format.")],
@@ -148,7 +158,7 @@ class AIFunctionView(ToolsView):
         "output_quality": {"validators": [NumberRange(1, 100, "Use a quality from 1 to 100.")],
                            "description": "WebP and JPEG quality, 1–100 (PNG is lossless)."},
         "parameters": {"validators": [_parameter_definition],
-                       "description": "What customers set on /f/<key>: a JSON list of {key, type, label, help, "
+                       "description": "What customers set on the function's page: a JSON list of {key, type, label, help, "
                                       "default, required}; types text, prompt (max_length), number, slider (min, "
                                       "max, step), select, grid_select (options), toggle, seed, image. "
                                       "price_multiplier maps a value to a price factor, e.g. {\"4\": 2}. "
