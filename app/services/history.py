@@ -76,7 +76,7 @@ def queue_position(job):
 
 
 def thumbnail(job):
-    """The storage ref of a finished job's thumbnail: made with Pillow the first time it is asked for, then
+    """The storage ref of a finished job's thumbnail: made (PIL) the first time it is asked for, then
     kept (a second request reads it back). None when the job has no output."""
     if job.thumbnail_ref:
         return job.thumbnail_ref
