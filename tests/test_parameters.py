@@ -4,6 +4,7 @@ reach the provider as `params` (renamed by its config) and are kept on the job, 
 import base64
 import io
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -208,6 +209,9 @@ def test_a_tampered_value_is_refused_with_no_debit(app, client, fields, key, wor
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400
     assert f'id="param-{key}-error" class="field-error" role="alert">' in html and words in html
+    # The form comes back as it was sent: the other values kept, a toggle left off still off.
+    assert key == "prompt" or ">ok</textarea>" in html
+    assert not re.search(r'id="param-face"[^>]*\bchecked\b', html)
     with app.app_context():
         assert p.jobs_count() == 0 and p.balance(user.id) == 10 == p.ledger_sum(user.id)
 

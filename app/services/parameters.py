@@ -213,7 +213,8 @@ def check_value(param, raw):
         return value
     if kind in ("select", "grid_select"):
         for value, _label in options(param):
-            if rule_key(value) == rule_key(raw) and (isinstance(raw, str) or type(raw) is type(value)):
+            if rule_key(value) == rule_key(raw) and (isinstance(raw, str) or type(raw) is type(value)
+                                                     or (_is_number(raw) and _is_number(value))):
                 return value
         raise ValueError("choose one of the options.")
     if kind == "toggle":
@@ -256,7 +257,9 @@ def clean(definition, values, files=None):
         key, kind = param["key"], param["type"]
         if kind == "image":
             data = files.get(key)
-            if data:
+            if not _blank(values.get(key)):
+                fields[key] = "send the image as a file upload."
+            elif data:
                 cleaned[key] = data
             elif param.get("required"):
                 fields[key] = "choose an image."
