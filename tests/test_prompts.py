@@ -145,6 +145,24 @@ def test_prefill_gives_the_prompt_text_only_for_its_own_published_prompt(app):
         assert gallery.prefill_for(upscale, "abc") == {} and gallery.prefill_for(upscale, None) == {}
 
 
+def test_use_this_fills_the_tools_prompt_field_and_nothing_else(app, client):
+    with app.app_context():
+        fn = p.local_function("upscale")
+        fn.parameters = [{"key": "prompt", "type": "prompt", "label": "Prompt", "max_length": 200}]
+        db.session.commit()
+        prompt_id = _prompt(fn, prompt_text="Crisp edges & fine grain").id
+        plain_id = _prompt(p.local_function("enhance"), prompt_text="Only for enhance").id
+    # A visitor who is not signed in keeps the prompt through the log-in link.
+    assert f"next=/f/upscale?prompt%3D{prompt_id}" in client.get(f"/f/upscale?prompt={prompt_id}").get_data(as_text=True)
+    with app.app_context():
+        login(client, make_user("customer"))
+    page = client.get(f"/f/upscale?prompt={prompt_id}").get_data(as_text=True)
+    assert "Crisp edges &amp; fine grain" in page
+    # A function without a prompt field, or a prompt of another function, fills nothing.
+    assert "Only for enhance" not in client.get(f"/f/enhance?prompt={plain_id}").get_data(as_text=True)
+    assert "Only for enhance" not in client.get(f"/f/upscale?prompt={plain_id}").get_data(as_text=True)
+
+
 def test_viewer_reads_the_gallery_admin_but_cannot_change_it(app, client):
     with app.app_context():
         prompt_id = _prompt(None).id

@@ -6,10 +6,10 @@ are separate masked inputs, stored encrypted. "Test" buttons call a provider for
 import json
 
 import sqlalchemy as sa
-from flask import abort, flash, jsonify, redirect, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.form import Select2Widget
+from flask_admin.form import JSONField, Select2Widget
 from flask_admin.model.template import LinkRowAction
 from markupsafe import Markup
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField
@@ -21,7 +21,7 @@ from app.models import AIFunction, FunctionFallback, Provider
 from app.models.catalog import IMAGE_FORMATS
 from app.providers import registry
 from app.providers.base import ProviderError
-from app.services import catalog, provider_checks, provider_setup
+from app.services import catalog, parameters, provider_checks, provider_setup
 from app.services.crypto import decrypt_json, mask
 
 SECRET = "secret__"
@@ -68,6 +68,23 @@ def _editor(field, schemas, source):
 def _json_object(_form, field):
     if field.data is not None and not isinstance(field.data, dict):
         raise ValidationError("The config must be a JSON object, e.g. {\"timeout\": 120}.")
+
+
+class JSONListField(JSONField):
+    """A JSON list, pretty-printed for editing; empty shows as [] (Flask-Admin's JSONField shows {})."""
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return json.dumps(self.data or [], ensure_ascii=False, indent=2)
+
+
+def _parameter_definition(_form, field):
+    if field.data is None:
+        field.data = []
+    errors = parameters.definition_errors(field.data)
+    if errors:
+        raise ValidationError(" · ".join(parameters.describe(errors)[:8]))
 
 
 def _schema_errors(key, merged):
@@ -118,10 +135,11 @@ class AIFunctionView(ToolsView):
     column_labels = {"price_per_use": "Price (credits)", "max_file_size": "Max file size"}
     column_extra_row_actions = [LinkRowAction("fa fa-download", "export?id={row_id}", "Export config as JSON")]
     action_roles = {"clone": ADMIN}
-    form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "fallbacks",
-                    "price_per_use", "max_file_size", "allowed_formats", "output_format", "output_quality",
+    form_columns = ("key", "name", "description", "enabled", "provider", "provider_config", "parameters",
+                    "fallbacks", "price_per_use", "max_file_size", "allowed_formats", "output_format", "output_quality",
                     "priority", "daily_limit")
-    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField}
+    form_overrides = {"allowed_formats": SelectMultipleField, "output_format": SelectField,
+                      "parameters": JSONListField}
     form_args = {
         "allowed_formats": {"choices": [(f, f) for f in IMAGE_FORMATS], "widget": Select2Widget(multiple=True),
                             "validators": [InputRequired("Pick at least one format.")],
@@ -139,6 +157,12 @@ class AIFunctionView(ToolsView):
                           "description": "How results made on this server (the local provider) are saved."},
         "output_quality": {"validators": [NumberRange(1, 100, "Use a quality from 1 to 100.")],
                            "description": "WebP and JPEG quality, 1–100 (PNG is lossless)."},
+        "parameters": {"validators": [_parameter_definition],
+                       "description": "What customers set on the function's page: a JSON list of {key, type, label, help, "
+                                      "default, required}; types text, prompt (max_length), number, slider (min, "
+                                      "max, step), select, grid_select (options), toggle, seed, image. "
+                                      "price_multiplier maps a value to a price factor, e.g. {\"4\": 2}. "
+                                      "The preview beside it is the form as the site shows it."},
         "provider_config": {"validators": [_json_object],
                             "description": "JSON merged over the provider's config (this wins; params merge): "
                                            "model, timeout, retries, params…"},
@@ -166,6 +190,8 @@ class AIFunctionView(ToolsView):
         providers = db.session.scalars(sa.select(Provider)).all()
         _editor(form.provider_config, {str(p.id): _public_schema(p.key) for p in providers
                                        if p.key in registry.available()}, "provider")
+        form.parameters.render_kw = {**(form.parameters.render_kw or {}), "data-json-editor": "", "rows": 12,
+                                     "data-parameters-preview": url_for(".parameters_preview")}
         if obj is not None and obj.provider is not None:
             try:
                 config = provider_setup.effective_config(obj.provider, obj.provider_config)
@@ -216,6 +242,22 @@ class AIFunctionView(ToolsView):
         if leak:
             return jsonify({"ok": False, "error": leak, "latency_ms": 0})
         return self.test_result(provider, overrides, saved=provider)
+
+    @expose("/parameters-preview", methods=["POST"])
+    def parameters_preview(self):
+        """The parameters JSON on screen (saved or not) as the site's form renders it, and its errors by field."""
+        self._require_tools()
+        try:
+            definition = json.loads(request.form.get("parameters") or "[]")
+        except json.JSONDecodeError as exc:
+            return jsonify({"ok": False, "errors": [f"Invalid JSON: {exc.msg} (line {exc.lineno})"], "html": ""})
+        errors = parameters.definition_errors(definition)
+        if errors:
+            return jsonify({"ok": False, "errors": parameters.describe(errors), "html": ""})
+        base = max(request.form.get("price_per_use", type=int) or 0, 0)
+        html = render_template("site/_parameters_preview.html", definition=definition, price_base=base,
+                               price_now=parameters.price(base, definition, parameters.defaults(definition)))
+        return jsonify({"ok": True, "errors": [], "html": html})
 
     @expose("/export")
     def export_view(self):

@@ -34,8 +34,8 @@ class JobView(ReadOnlyModelView):
     column_list = ("id", "created_at", "user", "function_key", "provider_key", "status", "credits_charged",
                    "refunded", "attempts", "finished_at")
     column_details_list = ("id", "status", "user", "function_key", "provider_key", "provider_job_id", "input_meta",
-                           "credits_charged", "refunded", "attempts", "claims", "error", "customer_message",
-                           "created_at", "started_at", "finished_at", "logs")
+                           "params", "credits_charged", "refunded", "attempts", "claims", "error", "customer_message",
+                           "created_at", "started_at", "finished_at", "deleted_at", "logs")
     column_searchable_list = ("user.email", "function_key", "provider_job_id")
     column_filters = ("status", "function_key", "provider_key", "user.email", "created_at", "refunded")
     column_labels = {"function_key": "Function", "provider_key": "Provider", "logs": "Log",

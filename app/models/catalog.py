@@ -64,6 +64,9 @@ class AIFunction(db.Model):
     # How results made on our own CPU are encoded: PNG (fast compression), WEBP or JPEG at output_quality.
     output_format: Mapped[str] = mapped_column(sa.String(8), default="PNG", server_default="PNG")
     output_quality: Mapped[int] = mapped_column(default=90, server_default="90")
+    # What customers may set on /f/<key> besides the image: a list of definitions checked by
+    # services.parameters (keys, types, bounds, options, price rules).
+    parameters: Mapped[list] = mapped_column(JSONType, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -47,6 +47,11 @@ class Job(db.Model):
     remote_state: Mapped[dict | None] = mapped_column(JSONType)  # what the plugin needs to poll its remote job
     webhook_token: Mapped[str | None] = mapped_column(sa.String(64))  # unguessable, in the webhook URL
     deadline_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))  # the remote attempt's timeout
+    # The parameter values the customer chose, as checked against the function's definition (a second image is
+    # {"file": storage ref, "content_type": …}); sent to the provider as `params` when the job runs.
+    params: Mapped[dict] = mapped_column(JSONType, default=dict, server_default="{}")
+    thumbnail_ref: Mapped[str | None] = mapped_column(sa.String(500))  # the gallery's small copy of the output
+    deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))  # the customer removed it
     error: Mapped[str | None] = mapped_column(sa.Text)  # for staff: may name the provider, URLs, its answer
     customer_message: Mapped[str | None] = mapped_column(sa.String(300))  # plain words for the customer
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)

@@ -94,6 +94,9 @@ def config_schema(properties, required=()):
             "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 2,
                         "description": "Extra attempts after a retryable error (5xx, 429, network)."},
             "params": {"type": "object", "default": {}, "description": "Model parameters sent with the image."},
+            "param_names": {"type": "object", "additionalProperties": {"type": "string"}, "default": {},
+                            "description": "Renames the function's customer parameters for this provider, e.g. "
+                                           "{\"scale\": \"upscale_factor\"}."},
             "allow_hosts": {"type": "array", "items": {"type": "string"}, "default": [],
                             "description": "Host names or addresses on internal networks (private, loopback…) "
                                            "that output URLs may point to, e.g. a GPU box on your LAN. "

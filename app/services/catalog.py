@@ -1,12 +1,14 @@
 """The catalog's rules: which functions customers may see and buy, and moving a function's setup
 between servers (export, import, clone) without its provider's secrets."""
+import json
+
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Plan, Provider
 from app.providers import registry
-from app.services import audit
+from app.services import audit, parameters
 
 
 def _visible():
@@ -61,7 +63,7 @@ class CatalogImportError(ValueError):
 
 
 EXPORTED_FIELDS = ("key", "name", "description", "price_per_use", "enabled", "provider_config", "max_file_size",
-                   "allowed_formats", "priority", "daily_limit", "output_format", "output_quality")
+                   "allowed_formats", "priority", "daily_limit", "output_format", "output_quality", "parameters")
 OUTPUT_FORMATS = ("PNG", "WEBP", "JPEG")
 
 
@@ -91,6 +93,8 @@ def import_function(data, actor=None):
         raise CatalogImportError(f"The file is missing: {', '.join(missing)}.")
     if data.get("output_format", "PNG") not in OUTPUT_FORMATS:
         raise CatalogImportError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}.")
+    if problems := parameters.definition_errors(data.get("parameters")):
+        raise CatalogImportError("The parameters are not valid: " + "; ".join(parameters.describe(problems)[:5]))
     quality = data.get("output_quality", 90)
     if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
         raise CatalogImportError("output_quality must be a whole number from 1 to 100.")
@@ -117,13 +121,18 @@ def import_function(data, actor=None):
     return fn, created
 
 
+def copy_value(value):
+    # JSON columns (parameters, provider_config) must not share one object between two rows.
+    return json.loads(json.dumps(value)) if isinstance(value, (dict, list)) else value
+
+
 def clone_function(fn, actor=None):
     """A disabled copy of `fn` (fallbacks included) under the first free key like "<key>-copy"; audited and
     committed."""
     taken = set(db.session.scalars(sa.select(AIFunction.key).where(AIFunction.key.like(f"{fn.key}-copy%"))))
     key = next(k for k in (f"{fn.key}-copy" + (f"-{n}" if n else "") for n in range(len(taken) + 1))
                if k not in taken)
-    copy = AIFunction(**{f: getattr(fn, f) for f in EXPORTED_FIELDS if f != "key"}, key=key,
+    copy = AIFunction(**{f: copy_value(getattr(fn, f)) for f in EXPORTED_FIELDS if f != "key"}, key=key,
                       provider_id=fn.provider_id)
     copy.enabled, copy.name = False, f"{fn.name} (copy)"
     copy.fallbacks = [FunctionFallback(position=fb.position, provider_id=fb.provider_id,

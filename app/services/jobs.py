@@ -21,7 +21,8 @@ from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import ProviderError, ProviderInput, request_timeout, timed_out
-from app.services import audit, catalog, credits, mail, outputs, permissions, provider_setup, queue, settings, storage
+from app.services import (audit, catalog, credits, mail, outputs, parameters, permissions, provider_setup, queue,
+                          settings, storage)
 from app.services.uploads import SUFFIXES, SubmitError, check_daily_limits, inspect_upload, plan_limits
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,32 @@ def _queued(job_id):
 # --- submit ---
 
 
-def submit(user, function_key, data, filename="upload", fn=None):
+def _store_images(fn, values, max_file_size):
+    """Second images among the checked values: verified like the main upload, stored, and replaced by their
+    storage refs. Returns the refs saved (the caller deletes them if the submit fails)."""
+    saved = []
+    try:
+        for key, value in list(values.items()):
+            if isinstance(value, bytes):
+                try:
+                    meta = inspect_upload(fn, value, max_file_size)
+                except SubmitError as exc:
+                    raise parameters.ParameterError({key: str(exc)}, fn.parameters) from None
+                ref = storage.save(value, SUFFIXES[meta["content_type"]])
+                saved.append(ref)
+                values[key] = {"file": ref, "content_type": meta["content_type"]}
+    except BaseException:
+        for ref in saved:
+            storage.delete(ref)
+        raise
+    return saved
+
+
+def submit(user, function_key, data, filename="upload", fn=None, params=None, files=None):
     """Validate, debit and queue one job; SubmitError (nothing debited, nothing queued) otherwise. `fn` is the
-    function when the caller has just read it with catalog.visible_function (no second lookup)."""
+    function when the caller has just read it with catalog.visible_function (no second lookup). `params` are
+    the customer's parameter values and `files` the bytes of second images, by key: both are checked against
+    the function's parameters here, whoever calls (parameters.ParameterError names each bad one)."""
     fn = fn if fn is not None and fn.key == function_key else catalog.visible_function(function_key)
     if fn is None:
         raise SubmitError("This tool is not available.", status=404)
@@ -90,6 +114,8 @@ def submit(user, function_key, data, filename="upload", fn=None):
         raise SubmitError(refusal, status=403)
     limits = plan_limits(user)
     meta = inspect_upload(fn, data, limits.get("max_file_size"))
+    values = parameters.clean(fn.parameters or [], params, files)
+    cost = parameters.price(fn.price_per_use, fn.parameters, values)
     links, problems = provider_setup.chain(fn)
     if not links:
         log.error("function %s has no usable provider: %s", fn.key, "; ".join(problems))
@@ -97,6 +123,7 @@ def submit(user, function_key, data, filename="upload", fn=None):
     first, config = links[0]
     plugin = registry.get(first.key)
 
+    extra_refs = _store_images(fn, values, limits.get("max_file_size"))
     input_ref = storage.save(data, SUFFIXES[meta["content_type"]])
     try:
         if fn.daily_limit or limits.get("jobs_per_day") or limits.get("jobs_per_day_per_function"):
@@ -105,13 +132,12 @@ def submit(user, function_key, data, filename="upload", fn=None):
             check_daily_limits(user, fn, limits)
         job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=first.id,
                   provider_key=first.key, status="queued", input_ref=input_ref, input_meta=meta,
-                  credits_charged=fn.price_per_use)
+                  credits_charged=cost, params=values)
         db.session.add(job)
         db.session.flush()
-        if fn.price_per_use:
-            credits.debit(user.id, fn.price_per_use, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
-        add_log(job.id, f"Submitted {meta['format']} {meta['width']}×{meta['height']}, "
-                        f"charged {fn.price_per_use} credits")
+        if cost:
+            credits.debit(user.id, cost, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
+        add_log(job.id, f"Submitted {meta['format']} {meta['width']}×{meta['height']}, charged {cost} credits")
         priority = fn.priority + int(limits.get("queue_priority", 0))
         timeout, cpu = provider_setup.attempt_seconds(plugin, config), plugin.runs_here
         # Handed back as it is now: a commit would expire it, and reading it again costs a five-table join.
@@ -119,11 +145,15 @@ def submit(user, function_key, data, filename="upload", fn=None):
         db.session.commit()
     except credits.InsufficientCredits as exc:
         db.session.rollback()
-        storage.delete(input_ref)
-        raise SubmitError(str(exc), status=402) from None
+        for ref in [input_ref, *extra_refs]:
+            storage.delete(ref)
+        short = SubmitError(str(exc), status=402)
+        short.price = cost
+        raise short from None
     except BaseException:
         db.session.rollback()
-        storage.delete(input_ref)
+        for ref in [input_ref, *extra_refs]:
+            storage.delete(ref)
         raise
 
     try:
@@ -186,7 +216,7 @@ def _claim(job_id, index, status, values):
         sa.update(Job).where(_queued(job_id), at_step)
         .values(status=status, started_at=sa.func.coalesce(Job.started_at, _now()), claims=Job.claims + 1,
                 attempts=Job.attempts + 1, step_attempts=Job.step_attempts + 1, error=None, **values)
-        .returning(Job.claims, Job.step_attempts, Job.input_ref, Job.input_meta, Job.cancel_requested)
+        .returning(Job.claims, Job.step_attempts, Job.input_ref, Job.input_meta, Job.cancel_requested, Job.params)
     ).first()
 
 
@@ -224,6 +254,9 @@ def run(job_id):
         source = ProviderInput(data=storage.read(claimed.input_ref),
                                content_type=claimed.input_meta.get("content_type", "image/png"),
                                filename=claimed.input_ref.rsplit("/", 1)[-1])
+        # The customer's values win over the configured params (step.config is this run's own copy).
+        step.config["params"] = {**(step.config.get("params") or {}),
+                                 **parameters.provider_params(claimed.params, step.config)}
     except storage.StorageError as exc:
         _finish(job_id, mine, f"The uploaded file is missing: {exc}")
         return

@@ -5,7 +5,7 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
 from app import security
-from app.services import settings
+from app.services import parameters, settings
 from app.services.urls import absolute_url
 
 bp = Blueprint("site", __name__)
@@ -55,6 +55,8 @@ def init_app(app):
     security.view_options(app, routes.job_file, content_security_policy=None)
     for view in (showcase.prompt_image, showcase.example_image, showcase.showcase_image):
         security.view_options(app, view, content_security_policy=None)
+    security.view_options(app, routes.job_thumbnail, content_security_policy=None)
+    app.add_template_filter(parameters.rule_key, "rule_key")
     app.before_request(gate)
     app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url,
                                    "footer_links": gallery.footer_links,

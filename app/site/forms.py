@@ -31,3 +31,7 @@ class ReportForm(FlaskForm):
                          validators=[DataRequired("Choose a reason for the report.")])
     details = TextAreaField("Details (optional)", validators=[Length(max=500)])
     submit = SubmitField("Send report")
+
+
+class DeleteResultForm(FlaskForm):
+    submit = SubmitField("Delete this result")

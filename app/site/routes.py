@@ -5,10 +5,11 @@ from flask_login import current_user, login_required
 
 from app.extensions import db
 from app.models import CreditLedger, Job, Plan
-from app.services import catalog, cms, coupons, gallery, jobs, payments, permissions, referrals, storage
+from app.services import (catalog, cms, coupons, gallery, history, jobs, parameters, payments, permissions,
+                          referrals, storage)
 from app.services.urls import absolute_url
 from app.site import bp
-from app.site.forms import CancelForm, RedeemForm, UploadForm
+from app.site.forms import CancelForm, DeleteResultForm, RedeemForm, UploadForm
 
 PAGE_SIZE = 20
 
@@ -25,36 +26,62 @@ def index():
                            prompts=gallery.featured_prompts(), faq=("faq", "FAQ") in gallery.footer_links())
 
 
+def _function_page(fn, form, values, errors=None, status=200, **extra):
+    definition = fn.parameters or []
+    values = {**parameters.defaults(definition), **values}
+    try:
+        price_now = parameters.price(fn.price_per_use, definition, values)
+    except (TypeError, ValueError):  # values that failed their check name no price rule
+        price_now = fn.price_per_use
+    return render_template("site/function.html", fn=fn, form=form, values=values, param_errors=errors or {},
+                           price_now=price_now, **extra), status
+
+
 @bp.route("/f/<key>", methods=["GET", "POST"])
 def function(key):
     fn = catalog.visible_function(key)
     if fn is None:
         abort(404)
     form = UploadForm()
+    definition = fn.parameters or []
     if request.method == "POST":
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.path))
+        values, files = parameters.from_form(definition, request.form, request.files)
         if form.validate_on_submit():
             upload = form.image.data
             # Read one byte past the limit: enough to tell "too big" without holding a huge body.
             data = upload.stream.read(fn.max_file_size + 1)
             try:
-                job = jobs.submit(current_user, fn.key, data, upload.filename or "upload", fn=fn)
+                job = jobs.submit(current_user, fn.key, data, upload.filename or "upload", fn=fn, params=values,
+                                  files=files)
+            except parameters.ParameterError as exc:
+                return _function_page(fn, form, values, exc.fields, exc.status)
             except jobs.SubmitError as exc:
                 form.image.errors.append(str(exc))
-                # Short of credits: link straight to the cheapest plan that covers this function.
-                top_up = payments.plan_for_credits(current_user, fn.price_per_use) if exc.status == 402 else None
-                return render_template("site/function.html", fn=fn, form=form, short=exc.status == 402,
-                                       top_up=top_up), exc.status
+                # Short of credits: link straight to the cheapest plan that covers this job.
+                top_up = (payments.plan_for_credits(current_user, getattr(exc, "price", fn.price_per_use))
+                          if exc.status == 402 else None)
+                return _function_page(fn, form, values, status=exc.status, short=exc.status == 402, top_up=top_up)
             return redirect(url_for("site.job", job_id=job.id))
-        return render_template("site/function.html", fn=fn, form=form), 400
-    return render_template("site/function.html", fn=fn, form=form)
+        return _function_page(fn, form, values, status=400)
+    user = current_user if current_user.is_authenticated else None
+    values = None
+    if user is not None and request.args.get("from", type=int):
+        values = history.rerun_inputs(user, fn, request.args.get("from", type=int))
+    if values is None:
+        values = history.last_inputs(user, fn)
+    # "Use this" from the prompt gallery fills the function's own prompt field, when it has one.
+    keys = {param["key"] for param in definition}
+    prefill = gallery.prefill_for(fn, request.args.get("prompt"))
+    values = {**values, **{key: value for key, value in prefill.items() if key in keys}}
+    return _function_page(fn, form, values)
 
 
 def _own_job(job_id):
     """The job if the signed-in user may see it (its owner or staff); 404 otherwise, never 403."""
     job = db.session.get(Job, job_id)
-    if job is None or (job.user_id != current_user.id and not current_user.is_staff):
+    if job is None or job.deleted_at is not None or (job.user_id != current_user.id and not current_user.is_staff):
         abort(404)
     return job
 
@@ -65,6 +92,7 @@ def job_payload(job):
     return {
         "id": job.id, "status": job.status, "function": job.function_key, "error": jobs.customer_notice(job),
         "created_at": job.created_at.isoformat(), "finished_at": job.finished_at and job.finished_at.isoformat(),
+        "started_at": job.started_at and job.started_at.isoformat(), "queue_position": history.queue_position(job),
         "input_url": url_for("site.job_file", job_id=job.id, which="input"),
         "output_url": url_for("site.job_file", job_id=job.id, which="output") if job.status == "done" else None,
         "credits_charged": job.credits_charged, "refunded": job.refunded, "balance": current_user.balance,
@@ -75,7 +103,69 @@ def job_payload(job):
 @login_required
 def job(job_id):
     job = _own_job(job_id)
-    return render_template("site/job.html", job=job, notice=jobs.customer_notice(job), form=CancelForm())
+    return render_template("site/job.html", job=job, notice=jobs.customer_notice(job), form=CancelForm(),
+                           queue_position=history.queue_position(job), settings_shown=_settings_shown(job))
+
+
+def _settings_shown(job):
+    """(label, value) of the job's parameters for its page, in the function's order (images left out)."""
+    definition = {p["key"]: p for p in (job.function.parameters if job.function else [])}
+    shown = []
+    for key, value in (job.params or {}).items():
+        param = definition.get(key, {"label": key, "type": "text"})
+        if param["type"] == "image":
+            continue
+        if param["type"] in ("select", "grid_select"):
+            value = dict((parameters.rule_key(v), label) for v, label in parameters.options(param)).get(
+                parameters.rule_key(value), value)
+        elif param["type"] == "toggle":
+            value = "on" if value else "off"
+        shown.append((param.get("label", key), value))
+    return shown
+
+
+@bp.route("/jobs/<int:job_id>/thumbnail")
+@login_required
+def job_thumbnail(job_id):
+    ref = history.thumbnail(_own_job(job_id))
+    if ref is None:
+        abort(404)
+    try:
+        resp = Response(storage.read(ref), mimetype="image/webp")
+    except storage.StorageError:
+        abort(404)
+    resp.headers["Cache-Control"] = "private, max-age=86400"
+    resp.headers.update(storage.file_headers(f"neurapix-{job_id}-thumbnail.webp", False))
+    return resp
+
+
+@bp.route("/account/jobs")
+@login_required
+def account_jobs():
+    function_key = request.args.get("function") or None
+    status = request.args.get("status") or None
+    results = history.gallery(current_user.id, function_key, status, request.args.get("page", 1, type=int))
+    return render_template("site/account_jobs.html", results=results, function_key=function_key, status=status,
+                           functions=history.used_functions(current_user.id), statuses=history.JOB_STATUSES)
+
+
+@bp.route("/account/jobs/<int:job_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete_result(job_id):
+    """A confirmation page, then the deletion (services.history audits and commits it)."""
+    job = _own_job(job_id)
+    if job.user_id != current_user.id:
+        abort(404)
+    form = DeleteResultForm()
+    if form.validate_on_submit():
+        try:
+            history.delete_result(current_user._get_current_object(), job_id)
+        except history.HistoryError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("site.job", job_id=job_id))
+        flash(f"Job #{job_id} and its files were deleted.", "success")
+        return redirect(url_for("site.account_jobs"))
+    return render_template("site/delete_result.html", job=job, form=form)
 
 
 @bp.route("/jobs/<int:job_id>.json")

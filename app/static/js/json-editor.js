@@ -289,6 +289,8 @@
     cm.on("changes", () => {
       cm.save(); // keep the real form field current so a plain POST works
       validate(state, false);
+      // For listeners such as the parameters preview: the textarea itself never fires "input".
+      textarea.dispatchEvent(new CustomEvent("json-editor:change", { bubbles: true }));
     });
     validate(state, false);
 
