@@ -53,6 +53,7 @@ class Payment(db.Model):
     __table_args__ = (
         sa.CheckConstraint(f"provider IN {PAYMENT_PROVIDERS!r}", name="provider_known"),
         sa.CheckConstraint(f"status IN {PAYMENT_STATUSES!r}", name="status_known"),
+        sa.Index("ix_payments_user_id_status", "user_id", "status"),  # a user's total spend
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,12 +126,17 @@ class Order(db.Model):
 
 class CreditLedger(db.Model):
     __tablename__ = "credit_ledger"
+    __table_args__ = (
+        # The admin's Credit ledger list and a user's timeline: each filter in id order from one index.
+        sa.Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        sa.Index("ix_credit_ledger_kind_id", "kind", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     amount: Mapped[int]  # signed: negative debits, positive grants and refunds
     balance_after: Mapped[int]
-    kind: Mapped[str] = mapped_column(sa.String(16), index=True)  # debit, refund, grant, adjust, purchase
+    kind: Mapped[str] = mapped_column(sa.String(16))  # debit, refund, grant, adjust, purchase
     reason: Mapped[str] = mapped_column(sa.String(500), default="")
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
