@@ -40,12 +40,14 @@ class RowsWidget:
                                                          value, column.placeholder, label, row_id)
 
     def _row(self, field, row, index):
-        row_id = f"{field.id}-row-{index}"
+        """Row `index` (0-based), or the blank row js/admin.js copies (index None; it renumbers the copy)."""
+        row_id = f"{field.id}-row-{'new' if index is None else index}"
+        number = "new" if index is None else index + 1
         cells = Markup("").join(Markup("<td>{}</td>").format(self._cell(field, c, str(row.get(c.name, "")), row_id))
                                 for c in field.columns)
         return Markup('<tr><th scope="row" id="{}" class="kv-row-label"><span class="sr-only">Row {}</span></th>{}'
                       '<td><button type="button" class="btn btn-sm btn-outline-danger" data-kv-remove '
-                      'aria-label="Remove row {}">Remove</button></td></tr>').format(row_id, index + 1, cells, index + 1)
+                      'aria-label="Remove row {}">Remove</button></td></tr>').format(row_id, number, cells, number)
 
     def __call__(self, field, **kwargs):
         heads = Markup("").join(Markup('<th scope="col" id="{}-head-{}">{}</th>').format(field.id, c.name, c.label)
@@ -59,7 +61,7 @@ class RowsWidget:
             '<template data-kv-template>{blank}</template>'
             '<button type="button" class="btn btn-sm btn-outline-secondary" data-kv-add>{add}</button>'
             '</div>').format(id=field.id, name=field.name, marker=ROWS, heads=heads, rows=rows,
-                             blank=self._row(field, {}, "new"), add=field.add_label)
+                             blank=self._row(field, {}, None), add=field.add_label)
 
 
 class RowsField(Field):
