@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from babel.dates import format_date, format_datetime
-from babel.numbers import UnknownCurrencyError, format_currency, get_currency_precision
+from babel.numbers import format_currency, get_currency_precision
 from flask_admin.model import typefmt
 from markupsafe import Markup
 
 from app.services import settings
 
 LOCALE = "en"
-DATETIME_PATTERN = "d MMM y, HH:mm zzz"
+DATETIME_PATTERN = "d MMM y, HH:mm"
 
 # Status words → a badge tone (css/admin.css: each tone has 4.5:1 contrast or better, light and dark).
 TONES = {
@@ -43,7 +43,9 @@ def local_time(value):
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)  # stored naive on SQLite: always UTC
-    shown = format_datetime(value, DATETIME_PATTERN, tzinfo=owner_zone(), locale=LOCALE)
+    local = value.astimezone(owner_zone())
+    # The zone's own abbreviation (CEST, EDT, UTC; "+04" where it has none), as people see it on clocks.
+    shown = f"{format_datetime(local, DATETIME_PATTERN, tzinfo=local.tzinfo, locale=LOCALE)} {local.tzname()}"
     exact = value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), exact, shown)
 
@@ -67,11 +69,7 @@ def money(minor_units, currency):
     if minor_units is None:
         return ""
     code = (currency or "USD").upper()
-    try:
-        exponent = get_currency_precision(code)
-        return format_currency(Decimal(minor_units).scaleb(-exponent), code, locale=LOCALE)
-    except UnknownCurrencyError:
-        return f"{Decimal(minor_units).scaleb(-2):,.2f} {code}"
+    return format_currency(Decimal(minor_units).scaleb(-get_currency_precision(code)), code, locale=LOCALE)
 
 
 def badge(text, tone):
