@@ -7,6 +7,12 @@
 (function () {
   "use strict";
 
+  // Icon-only help links (a list column's description) keep their text as a name: Bootstrap's tooltips move
+  // the title away when they start on DOM ready, which comes after this file runs.
+  document.querySelectorAll("[data-role=tooltip][title]").forEach((link) => {
+    link.setAttribute("aria-label", link.getAttribute("title"));
+  });
+
   // Flask-Admin's form.js announces itself with "adminFormReady" after x-editable has loaded and before
   // the editors are set up (on DOM ready): the moment to swap x-editable's eval-based JSON reader.
   if (window.jQuery) {
