@@ -80,10 +80,6 @@ class Payment(db.Model):
     plan = relationship("Plan", lazy="joined")
     recorded_by = relationship("User", foreign_keys=[recorded_by_id])
 
-    @property
-    def amount_display(self):
-        return f"{self.amount / 100:,.2f} {self.currency}"
-
 
 class Order(db.Model):
     """A purchase started on our site, written before the buyer goes to the gateway: what they may pay
@@ -115,10 +111,6 @@ class Order(db.Model):
     user = relationship("User", lazy="joined")
     plan = relationship("Plan", lazy="joined")
     coupon = relationship("Coupon")
-
-    @property
-    def amount_display(self):
-        return f"{self.amount / 100:,.2f} {self.currency}"
 
     def __str__(self):
         return f"Order #{self.id}"
