@@ -390,3 +390,21 @@ def test_big_lists_never_count_their_rows(app, url):
     assert any(re.search(r"FROM (jobs|credit_ledger|audit_log|job_logs)\b", s) for s in statements), statements
     counts = [s for s in statements if re.search(r"\bcount\s*\(", s, re.I)]
     assert counts == [], counts
+
+
+def test_admin_templates_share_the_formatters_as_filters(app):
+    from app.models import Backup
+    from tests.factories import make_row
+
+    client, _ = staff_client(app, "admin")
+    with app.app_context():
+        settings.update({"site.timezone": "America/New_York"})
+        backup = make_row(Backup)
+        backup.created_at = datetime(2026, 1, 15, 17, 5, tzinfo=timezone.utc)
+        db.session.commit()
+        backup_id = backup.id
+        rendered = app.jinja_env.from_string("{{ n|file_size }} · {{ s|status_badge }} · {{ m|money('EUR') }}").render(
+            n=3 * 1024 * 1024, s="failed", m=250)
+    assert rendered == '3 MB · <span class="np-badge np-badge--bad">failed</span> · €2.50'
+    html = client.get(f"/admin/backups/delete/confirm/?id={backup_id}").get_data(as_text=True)
+    assert "15 Jan 2026, 12:05 EST" in html

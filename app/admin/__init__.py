@@ -4,6 +4,7 @@ from flask_admin import Admin, expose
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 
+from app.admin import formatters
 from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView, RoleModelView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
@@ -71,4 +72,7 @@ def init_app(app):
     admin.add_view(BackupView(Backup, db, name="Backups", category="Security", endpoint="backups"))
     admin.init_app(app)
     app.extensions["neurapix_admin"] = admin
+    # The same formatters for admin templates: {{ row.created_at|local_time }}, {{ n|file_size }}, {{ s|status_badge }}.
+    app.jinja_env.filters.update(local_time=formatters.local_time, file_size=formatters.file_size,
+                                 status_badge=formatters.status_badge, money=formatters.money)
     return admin

@@ -100,7 +100,7 @@ def _referrals(_view, _context, user, _name):
         parts.append(Markup('Referred by <a href="{}">{}</a>').format(url_for("users.details_view", id=by.id), by.email))
     parts.append(Markup("Referred {} customer(s){}").format(count, ":" if referred else "."))
     items = Markup("").join(Markup('<li><a href="{}">{}</a> · joined {}{}</li>').format(
-        url_for("users.details_view", id=r.id), r.email, r.created_at.strftime("%Y-%m-%d"),
+        url_for("users.details_view", id=r.id), r.email, local_time(r.created_at),
         " · verified" if r.email_verified_at else "") for r in referred)
     return Markup("<br>").join(parts) + (Markup("<ul>{}</ul>").format(items) if referred else Markup(""))
 
