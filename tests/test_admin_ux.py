@@ -408,3 +408,18 @@ def test_admin_templates_share_the_formatters_as_filters(app):
     assert rendered == '3 MB · <span class="np-badge np-badge--bad">failed</span> · €2.50'
     html = client.get(f"/admin/backups/delete/confirm/?id={backup_id}").get_data(as_text=True)
     assert "15 Jan 2026, 12:05 EST" in html
+
+
+def test_payments_link_to_the_gateways_dashboard(app):
+    with app.app_context():
+        settings.update({"payments.paypal_mode": "live"})
+        customer = make_user("customer")
+        for provider, external_id in (("paypal", "8MC585209K746392H"), ("stripe", "pi_live123"), ("manual", "cash-1")):
+            db.session.add(Payment(user_id=customer.id, provider=provider, status="succeeded", amount=100,
+                                   currency="USD", external_id=external_id))
+        db.session.commit()
+    client, _ = staff_client(app, "viewer")
+    html = client.get("/admin/payments/").get_data(as_text=True)
+    assert 'href="https://www.paypal.com/activity/payment/8MC585209K746392H"' in html
+    assert 'href="https://dashboard.stripe.com/payments/pi_live123"' in html  # no test key: live dashboard
+    assert "cash-1" in html and "cash-1</a>" not in html

@@ -1,6 +1,7 @@
 """Admin views for plans, orders and payments (read-only history, payments needing review among them) and the
 credit ledger (read-only: it is append-only)."""
 from flask import flash
+from markupsafe import Markup
 from flask_login import current_user
 from wtforms.validators import DataRequired
 
@@ -29,6 +30,14 @@ class PlanView(RoleModelView):
     }
 
 
+def _gateway_link(_view, _context, payment, _name):
+    """The gateway's id, linked to the payment's page in that gateway's dashboard where there is one."""
+    url = payments.payment_dashboard_url(payment)
+    if not url:
+        return payment.external_id or ""
+    return Markup('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>').format(url, payment.external_id)
+
+
 class PaymentView(RoleModelView):
     """Payments are history: gateways record theirs; an admin records manual ones (credited at once) and
     may annotate any. Nothing is deleted, and amounts never change after the fact."""
@@ -44,7 +53,8 @@ class PaymentView(RoleModelView):
     column_export_list = ("id", "created_at", "user", "provider", "status", "amount", "currency", "credits",
                           "refunded_credits", "plan_name", "order_id", "external_id", "review_reason")
     column_labels = {"refunded_credits": "Credits taken back", "plan_name": "Plan", "order_id": "Order",
-                     "review_reason": "Needs review because"}
+                     "review_reason": "Needs review because", "external_id": "Gateway id"}
+    column_formatters = {"external_id": _gateway_link}
     column_descriptions = {"status": "review: money that matched no pending order of ours, or not its amount; "
                                      "nothing was credited. Record a manual payment to credit it."}
     form_create_rules = ("user", "plan", "amount", "currency", "credits", "note")
