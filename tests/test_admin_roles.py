@@ -17,8 +17,8 @@ from tests.factories import make_row
 ROLES = ("admin", "support", "viewer", "customer", "anonymous")
 # The promise for support: users (not their role), jobs and payments (and the orders they pay), plus
 # the ledger it needs to answer credit questions; nothing else. Viewer: read-only everywhere. Admin: all the
-# view offers.
-SUPPORT_MAY = {"users": {"list", "edit"}, "jobs": {"list", "action:retry", "action:cancel"},
+# view offers. Credits and ban (list rows and the bulk menu) open their forms for customers.
+SUPPORT_MAY = {"users": {"list", "edit", "action:credits", "action:ban"}, "jobs": {"list", "action:retry", "action:cancel"},
                "payments": {"list"}, "orders": {"list"}, "ledger": {"list"}}
 # Views for the admin alone: support and viewer get 403 even for reading (a backup holds every row).
 ADMIN_ONLY = {"backups"}

@@ -224,7 +224,7 @@ def test_sitemap_lists_published_pages_with_languages_and_enabled_functions(app,
 def test_page_editor_offers_wysiwyg_and_raw_html_from_vendored_assets(app):
     owner = admin_client(app)
     html = owner.get("/admin/pages/new/").get_data(as_text=True)
-    assert "data-html-editor" in html and "data-json-editor" in html
+    assert "data-html-editor" in html and "data-kv-editor" in html  # translations are rows, not raw JSON
     for asset in ("vendor/jodit/jodit.min.js", "vendor/jodit/jodit.min.css", "js/page-editor.js"):
         assert f"/static/{asset}" in html
         assert owner.get(f"/static/{asset}").status_code == 200

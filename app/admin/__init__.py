@@ -4,6 +4,7 @@ from flask_admin import Admin, expose
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 
+from app.admin import formatters
 from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView, RoleModelView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
@@ -81,4 +82,7 @@ def init_app(app):
     # Originals shown to moderators keep the sandbox policy of stored files.
     security.view_options(app, ModerationView.image, content_security_policy=None)
     app.extensions["neurapix_admin"] = admin
+    # The same formatters for admin templates: {{ row.created_at|local_time }}, {{ n|file_size }}, {{ s|status_badge }}.
+    app.jinja_env.filters.update(local_time=formatters.local_time, file_size=formatters.file_size,
+                                 status_badge=formatters.status_badge, money=formatters.money)
     return admin

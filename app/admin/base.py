@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import ImmutableMultiDict
 
+from app.admin import formatters
 from app.extensions import db
 from app.services import audit, exports, urls
 
@@ -110,6 +111,14 @@ class RoleModelView(RoleAccess, ModelView):
             attr.key for attr in sa.inspect(model).column_attrs if attr.columns[0].info.get("secret")
         }
         self.form_excluded_columns = tuple(self.form_excluded_columns or ()) + tuple(self._secret_columns)
+        # Shared display formatters (times, sizes, money, statuses); a view's own formatters win.
+        self.column_type_formatters = {**formatters.TYPE_FORMATTERS, **(self.column_type_formatters or {})}
+        self.column_type_formatters_detail = {**formatters.DETAIL_TYPE_FORMATTERS,
+                                              **(self.column_type_formatters_detail or {})}
+        named = {**formatters.for_model(model), **(self.column_formatters or {})}
+        self.column_formatters = named
+        if self.column_formatters_detail is not None:
+            self.column_formatters_detail = {**named, **self.column_formatters_detail}
         super().__init__(model, database, **kwargs)
 
     def _public(self, columns):

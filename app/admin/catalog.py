@@ -27,10 +27,6 @@ from app.services.crypto import decrypt_json, mask
 SECRET = "secret__"
 
 
-def _megabytes(_view, _context, model, _name):
-    return f"{model.max_file_size / 1048576:.1f} MB"
-
-
 def _public_schema(key):
     """A plugin's schema without its secret fields (those have their own masked inputs)."""
     plugin = registry.plugin_class(key)
@@ -131,7 +127,6 @@ class AIFunctionView(ToolsView):
     column_editable_list = ("enabled", "price_per_use", "priority")
     column_sortable_list = ("key", "name", "price_per_use", "enabled", "priority", "updated_at")
     column_default_sort = [("priority", True), ("name", False)]
-    column_formatters = {"max_file_size": _megabytes}
     column_labels = {"price_per_use": "Price (credits)", "max_file_size": "Max file size"}
     column_extra_row_actions = [LinkRowAction("fa fa-download", "export?id={row_id}", "Export config as JSON")]
     action_roles = {"clone": ADMIN}

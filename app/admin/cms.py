@@ -1,4 +1,5 @@
-"""Admin view for site pages: a WYSIWYG editor switchable to raw HTML, translations as JSON, sanitized on save.
+"""Admin view for site pages: a WYSIWYG editor switchable to raw HTML, translations as rows of language, field and
+text, sanitized on save.
 
 The allow-list and slug rules live in services/cms.py; this view only wires them to the form.
 """
@@ -9,6 +10,7 @@ from markupsafe import Markup
 from wtforms.validators import DataRequired, ValidationError
 
 from app.admin.base import RoleModelView
+from app.admin.fields import TranslationsField
 from app.services import cms
 
 
@@ -19,13 +21,6 @@ def _slug(_form, field):
     problem = cms.slug_problem(field.data)
     if problem:
         raise ValidationError(problem)
-
-
-def _translations(_form, field):
-    try:
-        cms.clean_translations(field.data)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
 
 
 def _link(_view, _context, model, _name):
@@ -53,6 +48,7 @@ class PageView(RoleModelView):
             json.dumps(m.translations or {}, indent=2, ensure_ascii=False)),
     }
     form_columns = ("slug", "title", "html_content", "seo_title", "seo_description", "is_published", "translations")
+    form_overrides = {"translations": TranslationsField}
     form_args = {
         "slug": {"validators": [DataRequired(), _slug],
                  "description": "The page's address: /about-us for about-us. Lower-case letters, digits, hyphens."},
@@ -62,15 +58,13 @@ class PageView(RoleModelView):
         "seo_title": {"description": "The browser tab and search result title; the page title when empty."},
         "seo_description": {"description": "Shown under the title in search results and link previews."},
         "is_published": {"description": "Unpublished pages answer 404 to the public; staff see a preview."},
-        "translations": {"validators": [_translations],
-                         "description": 'JSON per language code with the same fields, e.g. {"de": {"title": '
-                                        '"Über uns", "html_content": "…"}}. The main fields above are the '
-                                        "default language (Settings → Site)."},
+        "translations": {"description": "One row per language code (de, fr, pt-br) and field; a field left out "
+                                        "falls back to the main fields above, which are the default language "
+                                        "(Settings → Site)."},
     }
 
     def _decorate(self, form):
         form.html_content.render_kw = {**(form.html_content.render_kw or {}), "data-html-editor": "", "rows": 18}
-        form.translations.render_kw = {**(form.translations.render_kw or {}), "data-json-editor": "", "rows": 8}
         return form
 
     def create_form(self, obj=None):

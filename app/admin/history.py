@@ -9,6 +9,8 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from app.admin.base import ADMIN, STAFF, ReadOnlyModelView
+from app.admin.formatters import local_time
+from app.admin.row_actions import RowAction
 from app.extensions import db
 from app.models import Job
 from app.services import jobs, permissions
@@ -17,20 +19,33 @@ JOB_OPERATORS = frozenset({"admin", "support"})
 
 
 def _log_lines(_view, _context, job, _name):
+    if not job.logs:
+        return Markup('<span class="text-muted">No log lines yet.</span>')
     rows = Markup("").join(
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-            line.created_at.strftime("%Y-%m-%d %H:%M:%S"), line.level, line.provider_key or "",
+            local_time(line.created_at), line.level, line.provider_key or "",
             line.attempt or "", "" if line.latency_ms is None else f"{line.latency_ms} ms", line.message)
         for line in job.logs
     )
-    return Markup('<table class="table table-sm"><thead><tr><th>Time</th><th>Level</th><th>Provider</th>'
-                  '<th>Attempt</th><th>Latency</th><th>Message</th></tr></thead><tbody>{}</tbody></table>').format(rows)
+    return Markup('<div class="table-responsive"><table class="table table-sm"><thead><tr><th>Time</th>'
+                  '<th>Level</th><th>Provider</th><th>Attempt</th><th>Latency</th><th>Message</th></tr></thead>'
+                  '<tbody>{}</tbody></table></div>').format(rows)
+
+
+def _may_retry(_view, job):
+    return job.status == "failed" and permissions.may_retry_job(current_user, job)
+
+
+def _may_cancel(_view, job):
+    return job.status in jobs.ACTIVE and permissions.may_cancel_job(current_user, job)
 
 
 class JobView(ReadOnlyModelView):
     read_roles = STAFF
     export_roles = ADMIN
     action_roles = {"retry": JOB_OPERATORS, "cancel": JOB_OPERATORS}
+    details_template = "admin/job_details.html"
+    simple_list_pager = True  # no COUNT(*) over a million jobs: "next page" instead of a page count
     column_list = ("id", "created_at", "user", "function_key", "provider_key", "status", "credits_charged",
                    "refunded", "attempts", "finished_at")
     column_details_list = ("id", "status", "user", "function_key", "provider_key", "provider_job_id", "input_meta",
@@ -41,12 +56,21 @@ class JobView(ReadOnlyModelView):
     column_labels = {"function_key": "Function", "provider_key": "Provider", "logs": "Log",
                      "customer_message": "Customer was told"}
     column_formatters_detail = {"logs": _log_lines}
+    column_extra_row_actions = [
+        RowAction("retry", "fa fa-repeat", "Retry (not charged again)", shown=_may_retry),
+        RowAction("cancel", "fa fa-stop-circle", "Cancel", shown=_may_cancel,
+                  confirm="Cancel this job? A queued job is refunded at once."),
+    ]
 
     @action("retry", "Retry", "Retry the selected failed jobs? They are not charged again.")
     def action_retry(self, ids):
-        retried = [job_id for job_id in ids if jobs.retry(int(job_id), current_user._get_current_object())]
+        # jobs.retry audits each job it queues again; jobs this actor may not touch are skipped.
+        actor = current_user._get_current_object()
+        allowed = [job.id for job in db.session.scalars(sa.select(Job).where(Job.id.in_([int(i) for i in ids])))
+                   if permissions.may_retry_job(actor, job)]
+        retried = [job_id for job_id in allowed if jobs.retry(job_id, actor)]
         flash(f"{len(retried)} job(s) queued again; {len(ids) - len(retried)} skipped "
-              f"(only failed jobs can be retried).", "info")
+              f"(only failed jobs of customers you look after can be retried).", "info")
 
     @action("cancel", "Cancel", "Cancel the selected jobs? Queued jobs are refunded at once.")
     def action_cancel(self, ids):
@@ -72,6 +96,7 @@ class JobLogView(ReadOnlyModelView):
 
 class AuditLogView(ReadOnlyModelView):
     export_roles = ADMIN
+    simple_list_pager = True  # every write adds a row: no COUNT(*)
     column_list = ("created_at", "actor_email", "action", "entity", "entity_id", "ip")
     column_details_list = ("created_at", "actor_email", "action", "entity", "entity_id", "old_values",
                            "new_values", "ip", "user_agent")

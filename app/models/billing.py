@@ -53,6 +53,7 @@ class Payment(db.Model):
     __table_args__ = (
         sa.CheckConstraint(f"provider IN {PAYMENT_PROVIDERS!r}", name="provider_known"),
         sa.CheckConstraint(f"status IN {PAYMENT_STATUSES!r}", name="status_known"),
+        sa.Index("ix_payments_user_id_status", "user_id", "status"),  # a user's total spend
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,10 +79,6 @@ class Payment(db.Model):
     order = relationship("Order")
     plan = relationship("Plan", lazy="joined")
     recorded_by = relationship("User", foreign_keys=[recorded_by_id])
-
-    @property
-    def amount_display(self):
-        return f"{self.amount / 100:,.2f} {self.currency}"
 
 
 class Order(db.Model):
@@ -115,22 +112,23 @@ class Order(db.Model):
     plan = relationship("Plan", lazy="joined")
     coupon = relationship("Coupon")
 
-    @property
-    def amount_display(self):
-        return f"{self.amount / 100:,.2f} {self.currency}"
-
     def __str__(self):
         return f"Order #{self.id}"
 
 
 class CreditLedger(db.Model):
     __tablename__ = "credit_ledger"
+    __table_args__ = (
+        # The admin's Credit ledger list and a user's timeline: each filter in id order from one index.
+        sa.Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        sa.Index("ix_credit_ledger_kind_id", "kind", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     amount: Mapped[int]  # signed: negative debits, positive grants and refunds
     balance_after: Mapped[int]
-    kind: Mapped[str] = mapped_column(sa.String(16), index=True)  # debit, refund, grant, adjust, purchase
+    kind: Mapped[str] = mapped_column(sa.String(16))  # debit, refund, grant, adjust, purchase
     reason: Mapped[str] = mapped_column(sa.String(500), default="")
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True)

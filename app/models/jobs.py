@@ -17,17 +17,24 @@ JOB_STATUSES = ("queued", "processing", "submitting", "waiting", "fetching", "do
 
 class Job(db.Model):
     __tablename__ = "jobs"
-    __table_args__ = (sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),)
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+        # The admin's Jobs list: each filter, newest first (id order), read from one index without a sort.
+        sa.Index("ix_jobs_status_id", "status", "id"),
+        sa.Index("ix_jobs_user_id_id", "user_id", "id"),
+        sa.Index("ix_jobs_function_key_id", "function_key", "id"),
+        sa.Index("ix_jobs_provider_key_id", "provider_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     function_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("ai_functions.id", ondelete="SET NULL"), index=True
     )
-    function_key: Mapped[str] = mapped_column(sa.String(64), index=True)
+    function_key: Mapped[str] = mapped_column(sa.String(64))
     provider_id: Mapped[int | None] = mapped_column(sa.ForeignKey("providers.id", ondelete="SET NULL"), index=True)
-    provider_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued", index=True)
+    provider_key: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     input_ref: Mapped[str | None] = mapped_column(sa.String(500))
     output_ref: Mapped[str | None] = mapped_column(sa.String(500))
     input_meta: Mapped[dict] = mapped_column(JSONType, default=dict)
@@ -56,7 +63,7 @@ class Job(db.Model):
     customer_message: Mapped[str | None] = mapped_column(sa.String(300))  # plain words for the customer
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
 
     user = relationship("User", lazy="joined")
     function = relationship("AIFunction", lazy="joined")
@@ -69,10 +76,16 @@ class Job(db.Model):
 
 class JobLog(db.Model):
     __tablename__ = "job_logs"
+    __table_args__ = (
+        # The admin's Job logs list and a job's own log: each filter in id order from one index.
+        sa.Index("ix_job_logs_job_id_id", "job_id", "id"),
+        sa.Index("ix_job_logs_level_id", "level", "id"),
+        sa.Index("ix_job_logs_provider_key_id", "provider_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     level: Mapped[str] = mapped_column(sa.String(8), default="info")
     message: Mapped[str] = mapped_column(sa.Text)
     provider_key: Mapped[str | None] = mapped_column(sa.String(64))

@@ -21,6 +21,14 @@ class PaymentGateway(ABC):
         """Create the gateway's checkout for a pending order: (checkout id, URL to send the buyer to).
         Raises GatewayError."""
 
+    def customer_url(self, customer_id):
+        """The customer's page in the gateway's own dashboard, or None where the gateway has none."""
+        return None
+
+    def payment_url(self, external_id):
+        """The payment's page in the gateway's own dashboard, or None where unknown."""
+        return None
+
     @abstractmethod
     def parse_webhook(self, body, headers):
         """Verify the raw body and headers with the provider and return a PaymentEvent, or None for an event

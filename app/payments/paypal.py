@@ -6,7 +6,7 @@ paypal_mode; the API host from the app config PAYPAL_API_BASE (environment only)
 Our order id travels as the purchase unit's custom_id.
 """
 import json
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from flask import current_app
@@ -18,6 +18,8 @@ from app.services.payment_events import (ORDER_PAID, REFUNDED, GatewayError, Pay
 
 TIMEOUT = 10
 API_BASES = {"sandbox": "https://api-m.sandbox.paypal.com", "live": "https://api-m.paypal.com"}
+# Where a merchant sees a captured payment; PayPal has no customer page to link to.
+ACTIVITY = {"sandbox": "https://www.sandbox.paypal.com/activity/payment/", "live": "https://www.paypal.com/activity/payment/"}
 HEADERS = {"auth_algo": "PAYPAL-AUTH-ALGO", "cert_url": "PAYPAL-CERT-URL", "transmission_id": "PAYPAL-TRANSMISSION-ID",
            "transmission_sig": "PAYPAL-TRANSMISSION-SIG", "transmission_time": "PAYPAL-TRANSMISSION-TIME"}
 HANDLED = ("PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.REFUNDED")
@@ -57,6 +59,11 @@ class PayPalGateway(PaymentGateway):
 
     def configured(self):
         return bool(settings.get("payments.paypal_client_id") and settings.get("payments.paypal_client_secret"))
+
+    def payment_url(self, external_id):
+        if not external_id:
+            return None
+        return ACTIVITY[settings.get("payments.paypal_mode")] + quote(external_id, safe="")
 
     def _base(self):
         base = current_app.config.get("PAYPAL_API_BASE") or API_BASES[settings.get("payments.paypal_mode")]

@@ -6,6 +6,7 @@ config STRIPE_API_BASE (environment only). Every object we create names our orde
 metadata.order_id; events find the order through it.
 """
 import uuid
+from urllib.parse import quote
 
 import stripe
 from flask import current_app
@@ -17,6 +18,7 @@ from app.services.payment_events import (ORDER_PAID, PAYMENT_FAILED, PAYMENT_SUC
                                          WebhookRejected, as_int, from_minor)
 
 ENDED = {"canceled", "incomplete_expired", "unpaid"}
+DASHBOARD = "https://dashboard.stripe.com/"
 
 
 def _client():
@@ -45,12 +47,28 @@ def _currency(obj):
     return (obj.get("currency") or "").upper() or None
 
 
+def _dashboard(path):
+    # Test-mode objects live under /test/ in the dashboard; the key in use says which mode we are in.
+    test = (settings.get("payments.stripe_secret_key") or "").startswith(("sk_test_", "rk_test_"))
+    return f"{DASHBOARD}{'test/' if test else ''}{path}"
+
+
 @register
 class StripeGateway(PaymentGateway):
     key = "stripe"
 
     def configured(self):
         return bool(settings.get("payments.stripe_secret_key"))
+
+    def customer_url(self, customer_id):
+        return _dashboard(f"customers/{quote(customer_id, safe='')}") if customer_id else None
+
+    def payment_url(self, external_id):
+        # A payment intent (pi_…) or a charge; invoices (in_…) have their own page.
+        if not external_id:
+            return None
+        section = "invoices" if external_id.startswith("in_") else "payments"
+        return _dashboard(f"{section}/{quote(external_id, safe='')}")
 
     def parse_webhook(self, body, headers):
         secret = settings.get("payments.stripe_webhook_secret")

@@ -96,6 +96,8 @@ def slug_problem(slug):
 # --- translations and languages ---
 
 FIELDS = ("title", "html_content", "seo_title", "seo_description")
+FIELD_LABELS = {"title": "Title", "html_content": "Content (HTML)", "seo_title": "SEO title",
+                "seo_description": "SEO description"}
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
 
 

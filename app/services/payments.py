@@ -128,6 +128,33 @@ def billing_portal_url(user, return_url):
     return url
 
 
+def total_spend(user_ids):
+    """{user id: [(currency, minor units)]}: what each user paid in succeeded payments, per currency."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(Payment.user_id, Payment.currency, sa.func.sum(Payment.amount))
+        .where(Payment.user_id.in_(list(user_ids)), Payment.status == "succeeded")
+        .group_by(Payment.user_id, Payment.currency).order_by(Payment.currency))
+    spend = {}
+    for user_id, currency, amount in rows:
+        spend.setdefault(user_id, []).append((currency, int(amount)))
+    return spend
+
+
+def dashboard_links(user):
+    """Links to this customer in the gateways' dashboards: [(gateway, URL)]."""
+    url = gateway("stripe").customer_url(user.stripe_customer_id)
+    return [("Stripe", url)] if url else []
+
+
+def payment_dashboard_url(payment):
+    """The payment's page in its gateway's dashboard, or None (manual payments, unknown ids)."""
+    if payment.provider == "manual":
+        return None
+    return gateway(payment.provider).payment_url(payment.external_id)
+
+
 # --- gateway events ---
 
 

@@ -61,11 +61,15 @@ def may_cancel_job(actor, job):
     """The job's owner, an admin, or support for a customer's job; never a viewer on someone else's."""
     if actor is None or not getattr(actor, "is_authenticated", True):
         return False
-    if job.user_id == actor.id:
+    return job.user_id == actor.id or may_retry_job(actor, job)
+
+
+def may_retry_job(actor, job):
+    """Staff who operate jobs: an admin any job, support a customer's job; a retry is never the customer's."""
+    role = getattr(actor, "role", None)
+    if role == "admin":
         return True
-    if actor.role == "admin":
-        return True
-    if actor.role == "support":
+    if role == "support":
         owner = db.session.get(User, job.user_id) if job.user_id else None
         return owner is None or owner.role == "customer"
     return False

@@ -11,6 +11,7 @@ or an emptied table can never repeat a version some process has already cached.
 import ipaddress
 import re
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -130,6 +131,18 @@ class Language(Kind):
         return value
 
 
+class TimeZone(Kind):
+    """An IANA timezone name (Europe/Berlin), checked against the zone database."""
+
+    def parse(self, raw):
+        value = super().parse(raw) or "UTC"
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("Use a timezone name such as UTC, Europe/Berlin or America/New_York.") from None
+        return value
+
+
 class Integer(Kind):
     input = "number"
 
@@ -243,6 +256,8 @@ DEFINITIONS = (
                "The site's address, e.g. https://www.example.com: canonical links, the sitemap and payment "
                "return pages use it instead of the Host header a request claims, and providers report finished "
                "jobs to it by webhook (without it, jobs are finished by polling the provider)."),
+    Definition("site.timezone", "site", TimeZone(), "UTC", "Timezone",
+               "The admin shows times in this zone, e.g. Europe/Berlin or America/New_York (IANA names)."),
     Definition("storage.backend", "storage", Choice(("disk", "Local disk"), ("s3", "S3 or S3-compatible")),
                "disk", "Storage backend"),
     Definition("storage.s3_bucket", "storage", Text(63), "", "S3 bucket"),
@@ -317,6 +332,8 @@ DEFINITIONS = (
                "On: customers must follow the link emailed at sign-up before they can run a function."),
     Definition("customers.welcome_credits", "customers", Integer(0, 1_000_000), 0, "Welcome credits",
                "Granted once, when a customer verifies their email address."),
+    Definition("customers.low_balance", "customers", Integer(0, 1_000_000), 10, "Low balance",
+               "The admin's users list marks customers with fewer credits than this."),
     Definition("customers.deleted_jobs", "customers", Choice(("anonymise", "Keep job records, without files"),
                                                              ("delete", "Delete job records too")),
                "anonymise", "When a customer deletes their account",

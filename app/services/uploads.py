@@ -81,6 +81,35 @@ def jobs_today(user_id, function_key=None):
     return db.session.scalar(query)
 
 
+# What a billing plan may limit (Plan.limits), each a whole number, with the words the admin shows.
+PLAN_LIMITS = {"jobs_per_day": "Jobs per day (all functions)",
+               "jobs_per_day_per_function": "Jobs per day, per function",
+               "max_file_size": "Largest upload (bytes; replaces the function's)",
+               "queue_priority": "Queue priority (added to the function's)"}
+NON_NEGATIVE = ("jobs_per_day", "jobs_per_day_per_function", "max_file_size")
+
+
+def clean_plan_limits(data):
+    """Plan limits checked: known names, whole numbers (only the priority may be negative). ValueError says
+    what to fix."""
+    if data in (None, ""):
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError('Limits must be a JSON object such as {"jobs_per_day": 100}.')
+    cleaned = {}
+    for key, value in data.items():
+        if key not in PLAN_LIMITS:
+            raise ValueError(f"{key!r} is not a plan limit; use {', '.join(PLAN_LIMITS)}.")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{PLAN_LIMITS[key]}: enter a whole number, not {value!r}.") from None
+        if key in NON_NEGATIVE and number < 0:
+            raise ValueError(f"{PLAN_LIMITS[key]}: use 0 or more.")
+        cleaned[key] = number
+    return cleaned
+
+
 def plan_limits(user):
     """The user's billing plan limits (see Plan.limits): jobs_per_day, jobs_per_day_per_function, max_file_size,
     queue_priority. No plan, no extra limits."""
