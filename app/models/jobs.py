@@ -53,6 +53,11 @@ class Job(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
+    # Submitted through the REST API by this client app; its webhook goes to webhook_url or the app's.
+    app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="SET NULL"), index=True)
+    webhook_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    params: Mapped[dict | None] = mapped_column(JSONType)  # the function parameters the request gave
+
     user = relationship("User", lazy="joined")
     function = relationship("AIFunction", lazy="joined")
     provider = relationship("Provider", lazy="joined")
