@@ -66,19 +66,20 @@ class UserView(RoleModelView):
     export_roles = ADMIN
     details_template = "admin/user_details.html"
     column_list = ("id", "email", "role", "balance", "plan", "is_banned", "credit_shortfall", "created_at",
-                   "last_login_at")
-    column_details_list = ("id", "email", "role", "balance", "credit_shortfall", "plan", "subscription_status",
+                   "last_login_at", "app", "external_id")
+    column_details_list = ("id", "email", "app", "external_id", "role", "balance", "credit_shortfall", "plan", "subscription_status",
                            "subscription_period_end", "is_banned", "ban_reason", "created_at", "last_login_at",
                            "email_verified_at", "deleted_at", "referrals", "ledger", "jobs")
     column_export_list = ("id", "email", "role", "balance", "plan", "is_banned", "credit_shortfall", "created_at",
                           "last_login_at")
-    column_searchable_list = ("email",)
-    column_filters = ("role", "is_banned", "plan.name", "balance", "credit_shortfall", "created_at", "last_login_at")
+    column_searchable_list = ("email", "external_id")
+    column_filters = ("app.name", "role", "is_banned", "plan.name", "balance", "credit_shortfall", "created_at", "last_login_at")
     column_sortable_list = ("id", "email", "role", "balance", "is_banned", "credit_shortfall", "created_at",
                             "last_login_at")
     column_labels = {"is_banned": "Banned", "last_login_at": "Last active", "created_at": "Joined",
                      "credit_shortfall": "Shortfall", "ledger": "Credit ledger", "jobs": "Usage",
-                     "email_verified_at": "Email confirmed", "deleted_at": "Deleted by the customer"}
+                     "email_verified_at": "Email confirmed", "deleted_at": "Deleted by the customer",
+                     "app": "Client app", "external_id": "App user id"}
     column_descriptions = {"credit_shortfall": "Credits a refund could not take back because they were spent."}
     column_formatters = {"credit_shortfall": lambda _v, _c, m, _n: Markup(
         '<span class="badge badge-danger">{}</span>').format(m.credit_shortfall) if m.credit_shortfall else ""}

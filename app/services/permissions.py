@@ -73,6 +73,7 @@ def may_cancel_job(actor, job):
 
 def job_refusal(user):
     """None, or why this account may not run a job yet: an unconfirmed address, when the owner requires one."""
-    if user.role == "customer" and not user.email_verified_at and settings.get("customers.require_verified_email"):
+    if (user.role == "customer" and user.app_id is None and not user.email_verified_at
+            and settings.get("customers.require_verified_email")):
         return "Confirm your email address first: open the link we emailed you, or send a new one from your account."
     return None
