@@ -19,6 +19,8 @@ from app.services.uploads import SubmitError
 documented = openapi.documented
 FETCH_TIMEOUT_SECONDS = 15
 COMMON = {401: s.Error, 429: s.Error}
+# What services.uploads says about an image (format, size, pixels): the request's fault, a 400 naming `image`.
+UPLOAD_PROBLEMS = frozenset({400, 413, 415, 422})
 
 
 def _details(exc):
@@ -164,7 +166,7 @@ def generate():
         if exc.status == 402:
             balance = db.session.scalar(sa.select(User.balance).where(User.id == user.id))
             return error(402, "Insufficient tokens", balance=balance, required=fn.price_per_use)
-        if exc.status == 400:
+        if exc.status in UPLOAD_PROBLEMS:
             return _invalid({"image": str(exc)})
         return error(exc.status, str(exc))
     return _ok(s.GenerateAccepted, answer, status)
