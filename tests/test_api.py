@@ -95,7 +95,8 @@ def test_a_disabled_app_and_the_api_switch_refuse(app, client, tenant):
 
 def test_session_cookies_are_not_accepted_and_csrf_does_not_apply(app, client, tenant):
     _app_id, raw, _fn = tenant
-    login(client, make_user("admin"))
+    with app.app_context():  # its own `g`, as a separate request would have
+        login(client, make_user("admin"))
     assert client.get("/api/v1/functions").status_code == 401  # a staff session is no API key
     resp = gen(client, raw)  # a POST with no CSRF token
     assert resp.status_code == 202, resp.get_json()

@@ -130,10 +130,11 @@ def _attempts(_view, _context, row, _name):
     if not row.attempts:
         return Markup('<span class="text-muted">Not attempted yet.</span>')
     return Markup('<table class="table table-sm"><thead><tr><th>Time</th><th>Answer</th><th>Latency</th>'
-                  '<th>Response excerpt or error</th></tr></thead><tbody>{}</tbody></table>').format(
-        Markup("").join(Markup("<tr><td>{}</td><td>{}</td><td>{} ms</td><td><code>{}</code></td></tr>").format(
-            a.get("at", "")[:19].replace("T", " "), a.get("status_code") or "none", a.get("latency_ms"),
-            a.get("error") or a.get("excerpt") or "") for a in reversed(row.attempts)))
+                  '<th>Error</th><th>Response excerpt</th></tr></thead><tbody>{}</tbody></table>').format(
+        Markup("").join(Markup("<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td><code>{}</code></td></tr>")
+                        .format(a.get("at", "")[:19].replace("T", " "), a.get("status_code") or "none",
+                                a.get("latency_ms"), a.get("error") or "", a.get("excerpt") or "")
+                        for a in reversed(row.attempts)))
 
 
 class WebhookDeliveryView(ReadOnlyModelView):
