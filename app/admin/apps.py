@@ -50,7 +50,7 @@ class ClientAppView(RoleModelView):
     form_args = {
         "webhook_url": {"validators": [Optional(), _http_url],
                         "description": "Where job-end webhooks go unless a request names its own webhook_url."},
-        "allowed_functions": {"choices": [], "validate_choice": False,
+        "allowed_functions": {"choices": [], "validate_choice": False, "validators": [Optional()],
                               "description": "None selected: every function on the site."},
         "starting_credits": {"description": "Credits each new user of this app starts with."},
         "max_jobs_in_flight": {"description": "Unfinished jobs the app may have at once; more get 429."},
