@@ -383,3 +383,21 @@ class ImageHost:
 
     def __exit__(self, *exc):
         self.server.shutdown()
+
+
+def test_concurrent_submits_never_overrun_the_jobs_in_flight_limit(app, tenant):
+    app_id, raw, _fn = tenant
+    db.session.get(ClientApp, app_id).max_jobs_in_flight = 5
+    db.session.commit()
+    barrier = threading.Barrier(12)
+
+    def send(n):
+        barrier.wait()
+        return requests.post(f"{served.url}/api/v1/generate", timeout=30,
+                             json={"function": "enhance", "image_base64": B64},
+                             headers={"X-API-Key": raw, "X-User-ID": f"user-{n}"}).status_code
+
+    with Served(app) as served, ThreadPoolExecutor(12) as pool:
+        codes = sorted(pool.map(send, range(12)))
+    assert codes == [202] * 5 + [429] * 7
+    assert db.session.scalar(sa.select(sa.func.count(Job.id))) == 5

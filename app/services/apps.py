@@ -233,7 +233,9 @@ def submit_job(app, user, fn, body, image, key=None):
 
     def before_commit(job, balance):
         # The app row serialises its submits, so the in-flight count cannot be overrun by parallel requests.
-        db.session.execute(sa.select(ClientApp.id).where(ClientApp.id == app.id).with_for_update())
+        # FOR NO KEY UPDATE: the job row just inserted holds a key-share lock on it (its foreign key), which a
+        # plain FOR UPDATE would wait on across transactions (a deadlock).
+        db.session.execute(sa.select(ClientApp.id).where(ClientApp.id == app.id).with_for_update(key_share=True))
         in_flight = db.session.scalar(sa.select(sa.func.count(Job.id))
                                       .where(Job.app_id == app.id, Job.status.in_(jobs.ACTIVE)))
         if in_flight > app.max_jobs_in_flight:
