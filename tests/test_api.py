@@ -138,6 +138,7 @@ def test_generate_queues_a_job_charges_the_user_and_runs(app, client, tenant):
     assert (job.app_id, job.params, user.app_id, user.external_id, user.email) == (
         app_id, {"strength": 2}, app_id, "u-1", None)
     assert p.ledger_sum(user.id) == user.balance == 7  # starting credits and the debit, one ledger
+    db.session.commit()  # requests here share this test's session: let them read the job afresh
     p.drain(app)
     got = call(client, "GET", f"/jobs/{job.id}", raw).get_json()
     assert got["status"] == "succeeded" and got["user_id"] == "u-1" and got["tokens_charged"] == 3

@@ -131,3 +131,20 @@ def test_the_reference_page_loads_vendored_files_only(app, client):
     assert "<script>" not in page and "https://" not in page
     assert 'data-spec-url="/api/v1/openapi.json"' in page
     assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+
+
+def test_staff_edit_an_app_user_without_an_email_and_no_sign_in_actions_apply(app, client):
+    with app.app_context():
+        _a, key = make_app("Alpha")
+    call(app.test_client(), "POST", "/users/alpha-9/tokens", key, json={"amount": 1, "reason": "x"})
+    with app.app_context():
+        user_id = db.session.scalar(sa.select(User.id).where(User.external_id == "alpha-9"))
+    support = app.test_client()
+    _admin(app, support, "support")
+    page = support.get(f"/admin/users/edit/?id={user_id}").get_data(as_text=True)
+    assert support.post(f"/admin/users/edit/?id={user_id}", data=form_values(page)).status_code == 302
+    details = support.get(f"/admin/users/details/?id={user_id}").get_data(as_text=True)
+    assert "Add or remove credits" in details and "Send password reset email" not in details
+    assert post(support, f"/admin/users/reset-email?id={user_id}", {}).status_code == 403
+    with app.app_context():
+        assert db.session.get(User, user_id).email is None

@@ -16,13 +16,13 @@ from wtforms.validators import Optional, ValidationError
 from app.admin.base import ADMIN, ReadOnlyModelView, RoleModelView, current_role
 from app.extensions import db
 from app.models import ClientApp
-from app.services import app_webhooks, apps
+from app.services import app_webhooks, apps, fetch
 
 USAGE_DAYS = 30
 
 
 def _http_url(_form, field):
-    if field.data and urlsplit(field.data).scheme not in ("http", "https"):
+    if field.data and urlsplit(field.data).scheme not in fetch.DEFAULT_PORTS:
         raise ValidationError("Enter an http(s) URL, e.g. https://yourapp.example.com/webhooks/neurapix.")
 
 

@@ -97,7 +97,8 @@ def authenticate(raw):
     now = _now()
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:
         db.session.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-    db.session.commit()
+        db.session.commit()
+    # Otherwise the read-only transaction goes on into the request: a commit here would expire both rows.
     return app, key
 
 
@@ -139,6 +140,9 @@ def function_for(app, key):
 
 def app_user(app, external_id):
     """The app's user with this external id, made on first use with the app's starting credits."""
+    found = find_user(app, external_id)
+    if found is not None:
+        return found
     created = db.session.execute(
         _insert(User).values(app_id=app.id, external_id=external_id, role="customer", password_hash="",
                              balance=0, email_job_failed=False, created_at=_now())
