@@ -17,7 +17,11 @@ JOB_STATUSES = ("queued", "processing", "submitting", "waiting", "fetching", "do
 
 class Job(db.Model):
     __tablename__ = "jobs"
-    __table_args__ = (sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),)
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+        # An API submit counts its app's unfinished jobs (the jobs-in-flight limit); lists filter by app.
+        sa.Index("ix_jobs_app_id_status", "app_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
@@ -54,7 +58,7 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     # Submitted through the REST API by this client app; its webhook goes to webhook_url or the app's.
-    app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="SET NULL"), index=True)
+    app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="SET NULL"))
     webhook_url: Mapped[str | None] = mapped_column(sa.String(2000))
     params: Mapped[dict | None] = mapped_column(JSONType)  # the function parameters the request gave
 

@@ -66,7 +66,7 @@ class User(UserMixin, db.Model):
     external_id: Mapped[str | None] = mapped_column(sa.String(255))
 
     plan = relationship("Plan", lazy="joined")
-    app = relationship("ClientApp", lazy="joined")
+    app = relationship("ClientApp")  # loaded only when asked for: most users are not an app's
 
     @validates("email")
     def _normalise_email(self, _key, value):

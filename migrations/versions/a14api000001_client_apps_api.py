@@ -89,7 +89,7 @@ def upgrade():
         batch_op.add_column(sa.Column('app_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('webhook_url', sa.String(length=2000), nullable=True))
         batch_op.add_column(sa.Column('params', JSON, nullable=True))
-        batch_op.create_index(batch_op.f('ix_jobs_app_id'), ['app_id'], unique=False)
+        batch_op.create_index('ix_jobs_app_id_status', ['app_id', 'status'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_jobs_app_id_apps'), 'apps', ['app_id'], ['id'], ondelete='SET NULL')
 
     op.create_table('webhook_deliveries',
@@ -123,7 +123,7 @@ def downgrade():
     op.drop_table('webhook_deliveries')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_jobs_app_id_apps'), type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_jobs_app_id'))
+        batch_op.drop_index('ix_jobs_app_id_status')
         batch_op.drop_column('params')
         batch_op.drop_column('webhook_url')
         batch_op.drop_column('app_id')
