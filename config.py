@@ -105,6 +105,10 @@ class Config:
     # Pauses before each retry of an email the SMTP server did not take (seconds; one retry per entry).
     MAIL_RETRY_SECONDS = [int(s) for s in os.environ.get("MAIL_RETRY_SECONDS", "30,300,1800").split(",") if s.strip()]
 
+    # Pauses before each retry of a client app's webhook: exponential, about 23 hours in all (9 attempts).
+    WEBHOOK_RETRY_SECONDS = [int(s) for s in os.environ.get(
+        "WEBHOOK_RETRY_SECONDS", "10,60,300,1800,3600,10800,21600,43200").split(",") if s.strip()]
+
     # How often scheduler.py asks whether the daily backup is due (its time of day is a runtime setting).
     BACKUP_TICK_SECONDS = int(os.environ.get("BACKUP_TICK_SECONDS", 60))
 
@@ -137,6 +141,7 @@ class TestingConfig(Config):
     TESTING = True
     SECRET_KEY = "testing-only-secret"
     MAIL_RETRY_SECONDS = [0, 0]
+    WEBHOOK_RETRY_SECONDS = [0, 0]
 
     @classmethod
     def prepare(cls):

@@ -32,17 +32,19 @@ def create_app(config_name=None):
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app.services import mail
+    from app.services import app_webhooks, mail
 
     mail.init_app(app)
+    app_webhooks.init_app(app)
 
-    from app import admin, auth, cli, health, security, site, webhooks
+    from app import admin, api, auth, cli, health, security, site, webhooks
 
     security.init_app(app)
     health.init_app(app)
     auth.init_app(app)
     site.init_app(app)
     webhooks.init_app(app)
+    api.init_app(app)
     admin.init_app(app)
     cli.init_app(app)
     return app

@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
-from app.services import backup, jobs, mail
+from app.services import app_webhooks, backup, jobs, mail
 
 
 def process_job(job_id):
@@ -37,5 +37,13 @@ def send_email(email_id):
     """One logged email; a MailError makes RQ retry it per MAIL_RETRY_SECONDS."""
     try:
         mail.send(email_id)
+    finally:
+        db.session.remove()
+
+
+def deliver_webhook(delivery_id):
+    """One attempt at a client app's webhook; DeliveryFailed makes RQ retry it per WEBHOOK_RETRY_SECONDS."""
+    try:
+        app_webhooks.deliver(delivery_id)
     finally:
         db.session.remove()

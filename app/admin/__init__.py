@@ -1,10 +1,12 @@
 """The admin at /admin: one Flask-Admin instance per app, every view role-aware (see base.py)."""
 import sqlalchemy as sa
 from flask_admin import Admin, expose
+from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 
 from app.admin import formatters
+from app.admin.apps import ApiKeyView, ClientAppView, WebhookDeliveryView
 from app.admin.backups import BackupView
 from app.admin.base import ProtectedIndexView, RoleModelView
 from app.admin.billing import CreditLedgerView, OrderView, PaymentView, PlanView
@@ -18,8 +20,9 @@ from app.admin.showcase import LandingExampleView, ModerationView, PromptView
 from app.admin.users import UserView
 from app import security
 from app.extensions import db
-from app.models import (AIFunction, AuditLog, Backup, Coupon, CouponRedemption, CreditLedger, EmailLog, Job, JobLog,
-                        LandingExample, Order, Page, Payment, Plan, Prompt, Provider, User)
+from app.models import (AIFunction, ApiKey, AuditLog, Backup, ClientApp, Coupon, CouponRedemption, CreditLedger,
+                        EmailLog, Job, JobLog, LandingExample, Order, Page, Payment, Plan, Prompt, Provider, User,
+                        WebhookDelivery)
 from app.services import backup, jobs, referrals
 
 
@@ -74,6 +77,11 @@ def init_app(app):
     admin.add_view(LandingExampleView(LandingExample, db, name="Landing examples", category="Content",
                                       endpoint="landing_examples"))
     admin.add_view(ModerationView(name="Moderation", category="Content", endpoint="moderation"))
+    admin.add_view(ClientAppView(ClientApp, db, name="Client apps", category="API", endpoint="apps"))
+    admin.add_view(ApiKeyView(ApiKey, db, name="API keys", category="API", endpoint="api_keys"))
+    admin.add_view(WebhookDeliveryView(WebhookDelivery, db, name="Webhook deliveries", category="API",
+                                       endpoint="webhook_deliveries"))
+    admin.add_menu_item(MenuLink(name="API reference", url="/api/v1/reference", category="API"))
     admin.add_view(SettingsView(name="Settings", endpoint="settings"))
     admin.add_view(AuditLogView(AuditLog, db, name="Audit log", category="Security", endpoint="audit"))
     admin.add_view(EmailLogView(EmailLog, db, name="Emails", category="Security", endpoint="emails"))

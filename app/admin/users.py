@@ -112,21 +112,22 @@ class UserView(RoleModelView):
     details_template = "admin/user_details.html"
     action_roles = {"credits": OPERATORS, "ban": OPERATORS}
     column_list = ("id", "email", "role", "balance", "total_spend", "plan", "is_banned", "credit_shortfall",
-                   "created_at", "last_login_at")
-    column_details_list = ("id", "email", "role", "balance", "credit_shortfall", "plan",
+                   "created_at", "last_login_at", "app", "external_id")
+    column_details_list = ("id", "email", "app", "external_id", "role", "balance", "credit_shortfall", "plan",
                            "subscription_status", "subscription_period_end", "is_banned", "ban_reason", "created_at",
                            "last_login_at", "email_verified_at", "deleted_at", "referrals", "jobs", "payments",
                            "ledger")
     column_export_list = ("id", "email", "role", "balance", "plan", "is_banned", "credit_shortfall", "created_at",
                           "last_login_at")
-    column_searchable_list = ("email",)
-    column_filters = ("role", "is_banned", "plan.name", "balance", "credit_shortfall", "created_at", "last_login_at")
+    column_searchable_list = ("email", "external_id")
+    column_filters = ("app.name", "role", "is_banned", "plan.name", "balance", "credit_shortfall", "created_at", "last_login_at")
     column_sortable_list = ("id", "email", "role", "balance", "is_banned", "credit_shortfall", "created_at",
                             "last_login_at")
     column_labels = {"is_banned": "Banned", "last_login_at": "Last active", "created_at": "Joined",
                      "credit_shortfall": "Shortfall", "ledger": "Credit ledger", "jobs": "Jobs",
                      "email_verified_at": "Email confirmed", "deleted_at": "Deleted by the customer",
-                     "total_spend": "Total spend", "payments": "Payments"}
+                     "total_spend": "Total spend", "payments": "Payments", "app": "Client app",
+                     "external_id": "App user id"}
     column_descriptions = {"credit_shortfall": "Credits a refund could not take back because they were spent.",
                            "total_spend": "Succeeded payments, per currency."}
     column_formatters = {"credit_shortfall": lambda _v, _c, m, _n: badge(m.credit_shortfall, "bad")
@@ -164,7 +165,12 @@ class UserView(RoleModelView):
         return self._restrict(super().create_form(obj))
 
     def edit_form(self, obj=None):
-        return self._restrict(super().edit_form(obj))
+        form = self._restrict(super().edit_form(obj))
+        if obj is not None and obj.app_id is not None and "email" in form:
+            # A client app's user has no address unless staff give one.
+            form.email.validators = [Optional(), ValidEmail()]
+            form.email.flags.required = False
+        return form
 
     def _refuse_unless(self, action, user_id):
         """403 unless services.permissions lets the signed-in user do `action` to that user."""

@@ -1,4 +1,5 @@
 """All tables, imported here so Alembic and the admin see every model."""
+from app.models.apps import ApiIdempotency, ApiKey, ClientApp, WebhookDelivery
 from app.models.audit import AuditLog
 from app.models.backups import Backup
 from app.models.billing import CreditLedger, Order, Payment, Plan, WebhookEvent
@@ -12,6 +13,6 @@ from app.models.showcase import LandingExample, Prompt, ShowcaseItem, ShowcaseRe
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "ApiIdempotency", "ApiKey", "AuditLog", "ClientApp", "WebhookDelivery", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent", "LandingExample", "Prompt", "ShowcaseItem", "ShowcaseReport",
 ]

@@ -24,6 +24,8 @@ class Job(db.Model):
         sa.Index("ix_jobs_user_id_id", "user_id", "id"),
         sa.Index("ix_jobs_function_key_id", "function_key", "id"),
         sa.Index("ix_jobs_provider_key_id", "provider_key", "id"),
+        # An API submit counts its app's unfinished jobs (the jobs-in-flight limit); lists filter by app.
+        sa.Index("ix_jobs_app_id_status", "app_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +66,10 @@ class Job(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+    # Submitted through the REST API by this client app; its webhook goes to webhook_url or the app's.
+    app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="SET NULL"))
+    webhook_url: Mapped[str | None] = mapped_column(sa.String(2000))
 
     user = relationship("User", lazy="joined")
     function = relationship("AIFunction", lazy="joined")

@@ -21,10 +21,14 @@ class User(UserMixin, db.Model):
     __table_args__ = (
         sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
         sa.CheckConstraint(f"role IN {ROLES!r}", name="role_known"),
+        # A client app's user: one row per app and external id (the X-User-ID its API calls send).
+        sa.UniqueConstraint("app_id", "external_id", name="app_external_id"),
+        sa.CheckConstraint("email IS NOT NULL OR app_id IS NOT NULL", name="email_unless_app_user"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254))
+    # Empty for a client app's user (app_id set): they never sign in and are never emailed.
+    email: Mapped[str | None] = mapped_column(sa.String(254))
     password_hash: Mapped[str] = mapped_column(sa.String(256), info=secret())
     role: Mapped[str] = mapped_column(sa.String(16), default="customer", server_default="customer", index=True)
     balance: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -60,11 +64,15 @@ class User(UserMixin, db.Model):
     referral_code: Mapped[str | None] = mapped_column(sa.String(16), unique=True)
     referred_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
+    app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="RESTRICT"), index=True)
+    external_id: Mapped[str | None] = mapped_column(sa.String(255))
+
     plan = relationship("Plan", lazy="joined")
+    app = relationship("ClientApp")  # loaded only when asked for: most users are not an app's
 
     @validates("email")
     def _normalise_email(self, _key, value):
-        return (value or "").strip().lower()
+        return (value or "").strip().lower() or None
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
@@ -90,7 +98,7 @@ class User(UserMixin, db.Model):
         return not self.is_banned
 
     def __str__(self):
-        return self.email
+        return self.email or f"{self.external_id} (app #{self.app_id})"
 
 
 # Case-insensitive uniqueness enforced by the database, not only by the lower-casing validator.

@@ -316,14 +316,15 @@ def staff_edit(actor, user, old_role, is_created, new_password=None):
             raise AccountError("A new user needs a password.")
     else:
         # Judge the account as it was before the form changed it (and the actor too, when editing itself).
-        was = User(id=user.id, role=old_role, is_banned=user.is_banned)
+        was = User(id=user.id, role=old_role, is_banned=user.is_banned, app_id=user.app_id)
         judge = was if actor.id == user.id else actor
         _check(judge, was, "edit")
         if new_password:
             _check(judge, was, "set_password")
         if user.role != old_role:
             _check(judge, was, "change_role")
-    user.email = normalise_email(user.email)
+    if user.email or user.app_id is None:  # a client app's user may have no address at all
+        user.email = normalise_email(user.email)
     if new_password:
         check_password_policy(new_password, user.email)
         user.set_password(new_password)

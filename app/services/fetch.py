@@ -1,5 +1,6 @@
-"""The one guarded fetcher for URLs someone else chose (provider outputs): http(s) only, internal addresses
-refused, the connection pinned to the checked address, every redirect re-checked, a byte cap while streaming.
+"""The one guarded fetcher for URLs someone else chose (provider outputs, API input images, client apps'
+webhooks): http(s) only, internal addresses refused, the connection pinned to the checked address, every
+redirect re-checked, a byte cap while streaming.
 """
 import ipaddress
 import socket
@@ -166,3 +167,21 @@ def fetch(url, *, allow_hosts=(), max_bytes, timeout, headers=None, resolve=reso
         finally:
             pool.close()
     raise FetchRefused(f"The output URL redirected more than {MAX_REDIRECTS} times.")
+
+
+def post(url, body, *, headers, allow_hosts=(), max_bytes, timeout, resolve=resolve):
+    """POST body to url under the same guard (no redirects followed: a webhook answers where it was sent)
+    → (status, the first max_bytes of the answer). FetchRefused / FetchError when no answer came."""
+    target = check(url, allow_hosts=allow_hosts, resolve=resolve)
+    pool = _pool(target, timeout)
+    try:
+        resp = pool.urlopen("POST", target.path, body=body, headers={**headers, "Host": target.host_header},
+                            redirect=False, retries=False, preload_content=False, assert_same_host=False)
+        try:
+            return resp.status, resp.read(max_bytes)
+        finally:
+            resp.close()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise FetchError(f"The request failed: {exc.__class__.__name__}", retryable=True) from None
+    finally:
+        pool.close()

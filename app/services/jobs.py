@@ -21,8 +21,8 @@ from app.extensions import db
 from app.models import AIFunction, FunctionFallback, Job, JobLog, User
 from app.providers import registry
 from app.providers.base import ProviderError, ProviderInput, request_timeout, timed_out
-from app.services import (audit, catalog, credits, mail, outputs, parameters, permissions, provider_setup, queue,
-                          settings, storage)
+from app.services import (app_webhooks, audit, catalog, credits, mail, outputs, parameters, permissions,
+                          provider_setup, queue, settings, storage)
 from app.services.uploads import SUFFIXES, SubmitError, check_daily_limits, inspect_upload, plan_limits
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,14 @@ def _store_images(fn, values, max_file_size):
     return saved
 
 
-def submit(user, function_key, data, filename="upload", fn=None, params=None, files=None):
+def submit(user, function_key, data, filename="upload", fn=None, params=None, files=None, *, fields=None,
+           priority_boost=0, before_commit=None):
     """Validate, debit and queue one job; SubmitError (nothing debited, nothing queued) otherwise. `fn` is the
     function when the caller has just read it with catalog.visible_function (no second lookup). `params` are
     the customer's parameter values and `files` the bytes of second images, by key: both are checked against
-    the function's parameters here, whoever calls (parameters.ParameterError names each bad one)."""
+    the function's parameters here, whoever calls (parameters.ParameterError names each bad one). The REST API
+    adds Job `fields` (app_id, webhook_url), a queue priority boost, and `before_commit(job, balance)` which joins
+    the transaction (its idempotency row, its jobs-in-flight check) and may raise SubmitError."""
     fn = fn if fn is not None and fn.key == function_key else catalog.visible_function(function_key)
     if fn is None:
         raise SubmitError("This tool is not available.", status=404)
@@ -132,13 +135,16 @@ def submit(user, function_key, data, filename="upload", fn=None, params=None, fi
             check_daily_limits(user, fn, limits)
         job = Job(user_id=user.id, function_id=fn.id, function_key=fn.key, provider_id=first.id,
                   provider_key=first.key, status="queued", input_ref=input_ref, input_meta=meta,
-                  credits_charged=cost, params=values)
+                  credits_charged=cost, params=values, **(fields or {}))
         db.session.add(job)
         db.session.flush()
+        balance = user.balance
         if cost:
-            credits.debit(user.id, cost, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
+            balance = credits.debit(user.id, cost, reason=f"{fn.name} (job #{job.id})", job_id=job.id)
         add_log(job.id, f"Submitted {meta['format']} {meta['width']}×{meta['height']}, charged {cost} credits")
-        priority = fn.priority + int(limits.get("queue_priority", 0))
+        if before_commit is not None:
+            before_commit(job, balance)
+        priority = fn.priority + int(limits.get("queue_priority", 0)) + priority_boost
         timeout, cpu = provider_setup.attempt_seconds(plugin, config), plugin.runs_here
         # Handed back as it is now: a commit would expire it, and reading it again costs a five-table join.
         db.session.expunge(job)
@@ -510,6 +516,7 @@ def _done(step, status, result, started):
     add_log(step.job_id, f"Done in {int((_now() - _aware(done.started_at)).total_seconds() * 1000)} ms: attempt "
                          f"{step.attempt} on {step.name} succeeded", provider_key=step.key, attempt=step.attempt,
             latency_ms=int((time.monotonic() - started) * 1000))
+    app_webhooks.job_ended(step.job_id)
     db.session.commit()
 
 
@@ -540,6 +547,7 @@ def _finish(job_id, condition, message, status="failed", customer=None, also=Non
         _refund(job_id)
         if status == "failed":
             mail.job_failed(job_id)
+        app_webhooks.job_ended(job_id)
         if also is not None:
             also()
     db.session.commit()

@@ -15,6 +15,8 @@ USER_ACTIONS = ("edit", "set_password", "reset_link", "change_role", "credits", 
                 "unlock", "reset_2fa", "delete")
 # Support never learns or sets a password: "reset_link" emails the customer a reset link instead.
 SUPPORT_ACTIONS = frozenset({"edit", "reset_link", "credits", "ban", "unban", "revoke_sessions", "unlock"})
+# A client app's user never signs in and has no email: nothing about logins or passwords applies to them.
+SIGN_IN_ACTIONS = frozenset({"set_password", "reset_link", "change_role", "revoke_sessions", "unlock", "reset_2fa"})
 # Actions that could leave nobody able to run the admin when their target is the last active admin.
 LOCKS_OUT_ADMIN = frozenset({"change_role", "ban", "delete"})
 
@@ -32,6 +34,8 @@ def check_user_action(actor, target, action):
     """Raise Refused unless `actor` may perform `action` on `target` (a User)."""
     if action not in USER_ACTIONS:
         raise ValueError(f"unknown user action {action!r}")
+    if target.app_id is not None and action in SIGN_IN_ACTIONS:
+        raise Refused("This user belongs to a client app and never signs in here.")
     role = getattr(actor, "role", None)
     if role == "admin":
         if (action in LOCKS_OUT_ADMIN and target.role == "admin" and not target.is_banned
@@ -77,7 +81,8 @@ def may_retry_job(actor, job):
 
 def job_refusal(user):
     """None, or why this account may not run a job yet: an unconfirmed address, when the owner requires one."""
-    if user.role == "customer" and not user.email_verified_at and settings.get("customers.require_verified_email"):
+    if (user.role == "customer" and user.app_id is None and not user.email_verified_at
+            and settings.get("customers.require_verified_email")):
         return "Confirm your email address first: open the link we emailed you, or send a new one from your account."
     return None
 

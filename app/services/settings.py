@@ -240,6 +240,8 @@ GROUPS = (
     ("email", "Email", "The SMTP server every message goes out through (verification, password reset, receipts, "
                        "job failures). Every send is listed under Security → Emails."),
     ("customers", "Customers", "Sign-up, email verification and welcome credits."),
+    ("api", "REST API", "Client apps (Admin → Client apps) call /api/v1 with their keys; the switch is under "
+                        "Feature flags."),
 )
 
 DEFINITIONS = (
@@ -305,6 +307,9 @@ DEFINITIONS = (
                "We are improving Neurapix and will be back shortly.", "Maintenance message"),
     Definition("flags.signup", "flags", Boolean(), True, "Sign-up open", "Off: /signup tells visitors it is closed."),
     Definition("flags.api", "flags", Boolean(), True, "REST API enabled"),
+    Definition("api.allow_hosts", "api", Text(500), "", "Hosts on internal addresses the API may call",
+               "Comma-separated host names or addresses that image URLs and webhook URLs may use although they "
+               "resolve to a private or loopback address (a server on your own network). Empty: none."),
     Definition("flags.function_pages_off", "flags", FunctionPages(), [], "Function pages",
                "Ticked functions have their page on the site. Unticking hides the page only; the function "
                "itself stays enabled (see Catalog → AI functions)."),
