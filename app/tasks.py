@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
-from app.services import backup, jobs, mail
+from app.services import alerts, analytics, backup, jobs, mail, pageviews
 
 
 def process_job(job_id):
@@ -37,5 +37,16 @@ def send_email(email_id):
     """One logged email; a MailError makes RQ retry it per MAIL_RETRY_SECONDS."""
     try:
         mail.send(email_id)
+    finally:
+        db.session.remove()
+
+
+def analytics_tick():
+    """Enqueued by scheduler.py every ANALYTICS_TICK_SECONDS: rollups of changed days, page view counters
+    into the database, then alerts (which read fresh figures)."""
+    try:
+        analytics.refresh_changed()
+        pageviews.flush()
+        alerts.check()
     finally:
         db.session.remove()

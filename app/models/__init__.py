@@ -1,4 +1,5 @@
 """All tables, imported here so Alembic and the admin see every model."""
+from app.models.analytics import Alert, JobDaily, JobErrorDaily, PageViewDaily, PaymentDaily, RollupMark
 from app.models.audit import AuditLog
 from app.models.backups import Backup
 from app.models.billing import CreditLedger, Order, Payment, Plan, WebhookEvent
@@ -11,6 +12,6 @@ from app.models.settings import Setting
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "Alert", "JobDaily", "JobErrorDaily", "PageViewDaily", "PaymentDaily", "RollupMark", "AuditLog", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent",
 ]

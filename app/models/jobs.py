@@ -52,6 +52,9 @@ class Job(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Set on every write (Core UPDATEs too): the analytics rollups re-read the days of jobs changed since.
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow,
+                                                 server_default=sa.func.now(), index=True)
 
     user = relationship("User", lazy="joined")
     function = relationship("AIFunction", lazy="joined")

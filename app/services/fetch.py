@@ -130,11 +130,12 @@ def _read(resp, max_bytes, deadline):
     return b"".join(chunks)
 
 
-def fetch(url, *, allow_hosts=(), max_bytes, timeout, headers=None, resolve=resolve):
+def fetch(url, *, allow_hosts=(), max_bytes, timeout, headers=None, resolve=resolve, method="GET", body=None):
     """GET url under the guard → (body, Content-Type or None). FetchRefused / FetchError otherwise.
 
     `headers` go to url's own origin only: a redirect elsewhere drops them, so a credential never follows
-    an output URL to another host."""
+    an output URL to another host. A POST (an alert to the owner's webhook) sends `body` and follows no
+    redirect: its body is for that address alone."""
     deadline = time.monotonic() + timeout
     sent = dict(headers or {})
     origin = None
@@ -145,9 +146,11 @@ def fetch(url, *, allow_hosts=(), max_bytes, timeout, headers=None, resolve=reso
             sent = {}
         pool = _pool(target, timeout)
         try:
-            resp = pool.urlopen("GET", target.path, headers={**sent, "Host": target.host_header}, redirect=False,
-                                retries=False, preload_content=False, assert_same_host=False)
+            resp = pool.urlopen(method, target.path, body=body, headers={**sent, "Host": target.host_header},
+                                redirect=False, retries=False, preload_content=False, assert_same_host=False)
             try:
+                if resp.status in REDIRECTS and method != "GET":
+                    raise FetchError(f"The address redirected ({resp.status}); give its final URL.")
                 if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
                     if not location:

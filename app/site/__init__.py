@@ -5,7 +5,7 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
 from app import security
-from app.services import settings
+from app.services import pageviews, settings
 from app.services.urls import absolute_url
 
 bp = Blueprint("site", __name__)
@@ -52,6 +52,7 @@ def init_app(app):
     # Stored files keep the sandbox policy storage.file_headers gives them: they are never a page of ours.
     security.view_options(app, routes.job_file, content_security_policy=None)
     app.before_request(gate)
+    app.after_request(lambda response: pageviews.record(response, request, current_user))
     app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url})
 
     @app.errorhandler(403)
