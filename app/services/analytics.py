@@ -133,7 +133,7 @@ SOURCES = {"jobs": (Job, _rebuild_jobs), "payments": (Payment, _rebuild_payments
 
 
 def _changed_days(model, since):
-    query = sa.select(sa.distinct(_utc_day(model.created_at)))
+    query = sa.select(_utc_day(model.created_at)).distinct()
     if since is not None:
         query = query.where(model.updated_at > since)
     return {_as_date(d) for d in db.session.scalars(query)}
@@ -186,7 +186,7 @@ def backfill(since=None, until=None):
         mark = _mark(source)
         # Days with source rows, and days with rollups whose source rows are gone (cleared by the rebuild).
         days = _changed_days(model, None) | set(map(_as_date, db.session.scalars(
-            sa.select(sa.distinct(ROLLUPS[source].day)))))
+            sa.select(ROLLUPS[source].day).distinct())))
         days = {d for d in days if (not since or d >= since) and (not until or d <= until)}
         _rebuild(rebuild, days)
         if not (since or until):

@@ -71,7 +71,8 @@ def parse_range(args, today=None):
     if key == "30d":
         return Range(key, today - timedelta(days=29), today)
     if key == "12m":
-        return Range(key, (today.replace(day=1) - timedelta(days=335)).replace(day=1), today)
+        months_back = today.year * 12 + today.month - 1 - 11  # this month and the eleven before it
+        return Range(key, date(months_back // 12, months_back % 12 + 1, 1), today)
     try:
         start, end = date.fromisoformat(args.get("start", "")), date.fromisoformat(args.get("end", ""))
     except ValueError:
