@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.types import JSONType, utcnow
+from app.models.types import utcnow
 
 
 class JobDaily(db.Model):
@@ -27,9 +27,28 @@ class JobDaily(db.Model):
     refunded_credits: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     latency_count: Mapped[int] = mapped_column(default=0)  # jobs with a start and a finish time
     latency_ms_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    # Counts per analytics.LATENCY_BOUNDS bucket (the last one: slower than every bound): percentiles over
-    # any range are read from the summed histograms.
-    latency_hist: Mapped[list] = mapped_column(JSONType, default=list)
+    # A latency histogram: jobs per analytics.LATENCY_BOUNDS bucket, one column each so SQL can add them up
+    # over any range; percentiles are read from the sums.
+    h0: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 250 ms
+    h1: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 500 ms
+    h2: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 1,000 ms
+    h3: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 2,000 ms
+    h4: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 5,000 ms
+    h5: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 10,000 ms
+    h6: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 20,000 ms
+    h7: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 30,000 ms
+    h8: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 60,000 ms
+    h9: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 120,000 ms
+    h10: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 300,000 ms
+    h11: Mapped[int] = mapped_column(default=0, server_default="0")  # ≤ 600,000 ms
+    h12: Mapped[int] = mapped_column(default=0, server_default="0")  # slower
+
+    @property
+    def latency_hist(self):
+        return [getattr(self, f"h{i}") for i in range(HIST_BUCKETS)]
+
+
+HIST_BUCKETS = 13
 
 
 class JobErrorDaily(db.Model):

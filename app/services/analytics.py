@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from app.models import Job, JobDaily, JobErrorDaily, Payment, PaymentDaily, RollupMark
+from app.models.analytics import HIST_BUCKETS
 
 # Latency histogram bucket upper bounds (ms); one more bucket holds everything slower.
 LATENCY_BOUNDS = (250, 500, 1000, 2000, 5000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000)
@@ -77,7 +78,7 @@ def _rebuild_jobs(days):
         if row is None:
             row = merged[key] = JobDaily(day=d, function_key=function_key, provider_key=provider_key, status=status,
                                          jobs=0, credits=0, refunded_jobs=0, refunded_credits=0, latency_count=0,
-                                         latency_ms_sum=0, latency_hist=[0] * (len(LATENCY_BOUNDS) + 1))
+                                         latency_ms_sum=0, **{f"h{i}": 0 for i in range(HIST_BUCKETS)})
         row.jobs += n
         row.credits += int(credits or 0)
         row.refunded_jobs += int(refunded or 0)
@@ -85,7 +86,8 @@ def _rebuild_jobs(days):
         if bucket_index is not None:
             row.latency_count += n
             row.latency_ms_sum += round(ms or 0)
-            row.latency_hist[int(bucket_index)] += n
+            name = f"h{int(bucket_index)}"
+            setattr(row, name, getattr(row, name) + n)
     db.session.execute(sa.delete(JobDaily).where(JobDaily.day.in_(days)))
     db.session.add_all(merged.values())
 
@@ -213,6 +215,11 @@ def percentile(hist, fraction):
         if seen >= wanted:
             return LATENCY_BOUNDS[min(index, len(LATENCY_BOUNDS) - 1)]
     return LATENCY_BOUNDS[-1]
+
+
+def hist_sums():
+    """SQL sums of JobDaily's histogram columns, in bucket order."""
+    return [sa.func.sum(getattr(JobDaily, f"h{i}")) for i in range(HIST_BUCKETS)]
 
 
 def merge_hist(hists):

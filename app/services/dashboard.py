@@ -235,43 +235,51 @@ def _subscriptions(rng):
     return chart, figures
 
 
-def _job_rows(rng):
-    return db.session.execute(
-        sa.select(JobDaily.day, JobDaily.function_key, JobDaily.provider_key, JobDaily.status, JobDaily.jobs,
-                  JobDaily.credits, JobDaily.refunded_jobs, JobDaily.refunded_credits, JobDaily.latency_count,
-                  JobDaily.latency_ms_sum, JobDaily.latency_hist)
-        .where(_in(rng, JobDaily.day))).all()
+class JobFigures:
+    """The range's job rollups added up in SQL, a few hundred rows at most whatever the history holds."""
+
+    def __init__(self, rng):
+        net = sa.func.sum(JobDaily.credits - JobDaily.refunded_credits)
+        self.by_day = db.session.execute(
+            sa.select(JobDaily.day, JobDaily.status, sa.func.sum(JobDaily.jobs), net)
+            .where(_in(rng, JobDaily.day)).group_by(JobDaily.day, JobDaily.status)).all()
+        self.by_function = db.session.execute(
+            sa.select(JobDaily.function_key, sa.func.sum(JobDaily.jobs), net, sa.func.sum(JobDaily.refunded_jobs),
+                      sa.func.sum(JobDaily.refunded_credits))
+            .where(_in(rng, JobDaily.day)).group_by(JobDaily.function_key)).all()
+        self.by_provider = db.session.execute(
+            sa.select(JobDaily.provider_key, JobDaily.status, sa.func.sum(JobDaily.jobs), *analytics.hist_sums())
+            .where(_in(rng, JobDaily.day), JobDaily.provider_key != "")
+            .group_by(JobDaily.provider_key, JobDaily.status)).all()
+        self.trend = db.session.execute(
+            sa.select(JobDaily.day, JobDaily.provider_key, *analytics.hist_sums())
+            .where(_in(rng, JobDaily.day), JobDaily.provider_key != "", JobDaily.status == "done")
+            .group_by(JobDaily.day, JobDaily.provider_key)).all()
 
 
-def _usage(rng, rows, credits_sold):
+def _usage(rng, figures, credits_sold):
     spent = defaultdict(int)
-    functions = defaultdict(lambda: [0, 0])
-    providers = defaultdict(lambda: {"jobs": 0, "done": 0, "failed": 0, "hists": [], "ms": 0, "timed": 0})
-    for r in rows:
-        net = r.credits - r.refunded_credits
-        spent[_period_of(rng, r.day)] += net
-        functions[r.function_key][0] += r.jobs
-        functions[r.function_key][1] += net
-        if r.provider_key:
-            p = providers[r.provider_key]
-            p["jobs"] += r.jobs
-            p["done"] += r.jobs if r.status == "done" else 0
-            p["failed"] += r.jobs if r.status == "failed" else 0
-            if r.status == "done":
-                p["hists"].append(r.latency_hist)
-                p["ms"] += r.latency_ms_sum
-                p["timed"] += r.latency_count
+    for day, _status, _n, net in figures.by_day:
+        spent[_period_of(rng, day)] += int(net or 0)
     credits = Chart("credits", "Credits sold and spent",
                     [("period", "Month" if rng.monthly else "Day"), ("sold", "Credits sold"),
                      ("spent", "Credits spent")], kind="line", series=("sold", "spent"))
     for period in _periods(rng):
         credits.rows.append([_label(rng, period), credits_sold[period], spent[period]])
-    total_jobs = sum(n for n, _c in functions.values())
+    total_jobs = sum(int(r[1]) for r in figures.by_function)
     usage = Chart("functions", "Usage per function",
                   [("function", "Function"), ("jobs", "Jobs"), ("credits", "Credits"), ("share", "Share of jobs (%)")],
                   kind="bar", series=("jobs",))
-    for key, (n, c) in sorted(functions.items(), key=lambda kv: (-kv[1][0], kv[0])):
-        usage.rows.append([key, n, c, _rate(n, total_jobs)])
+    for key, n, net, _refunded, _refunded_credits in sorted(figures.by_function, key=lambda r: (-r[1], r[0])):
+        usage.rows.append([key, int(n), int(net or 0), _rate(int(n), total_jobs)])
+    providers = defaultdict(lambda: {"jobs": 0, "done": 0, "failed": 0, "hist": None})
+    for key, status, n, *hist in figures.by_provider:
+        p = providers[key]
+        p["jobs"] += int(n)
+        if status in ("done", "failed"):
+            p[status] += int(n)
+        if status == "done":
+            p["hist"] = [int(h or 0) for h in hist]
     costs = {p.key: p.config.get("cost_per_job") for p in db.session.scalars(sa.select(Provider))
              if isinstance(p.config, dict) and isinstance(p.config.get("cost_per_job"), (int, float))}
     per_provider = Chart("providers", "Per provider",
@@ -282,7 +290,7 @@ def _usage(rng, rows, credits_sold):
                               "Cost is shown where the provider's config states cost_per_job (jobs it finished "
                               "or failed × that cost).")
     for key, p in sorted(providers.items()):
-        hist = analytics.merge_hist(p["hists"])
+        hist = p["hist"] or []
         cost = costs.get(key)
         per_provider.rows.append([key, p["jobs"], _rate(p["failed"], p["done"] + p["failed"]),
                                   analytics.percentile(hist, 0.5), analytics.percentile(hist, 0.95),
@@ -309,12 +317,12 @@ def _page_views(rng):
 # --- operational half ---
 
 
-def _failures(rng, rows):
+def _failures(rng, figures):
     per_period = defaultdict(lambda: [0, 0])
-    for r in rows:
-        if r.status in ("done", "failed"):
-            per_period[_period_of(rng, r.day)][0] += r.jobs
-            per_period[_period_of(rng, r.day)][1] += r.jobs if r.status == "failed" else 0
+    for day, status, n, _net in figures.by_day:
+        if status in ("done", "failed"):
+            per_period[_period_of(rng, day)][0] += int(n)
+            per_period[_period_of(rng, day)][1] += int(n) if status == "failed" else 0
     chart = Chart("failures", "Failure rate", [("period", "Month" if rng.monthly else "Day"),
                                                ("finished", "Jobs finished"), ("failed", "Failed"),
                                                ("rate", "Failure rate (%)")], kind="line", series=("rate",))
@@ -334,11 +342,7 @@ def _failures(rng, rows):
             errors.rows.append([provider or "(none)", error, int(n)])
     refunds = Chart("refunds", "Refunded jobs", [("function", "Function"), ("jobs", "Jobs refunded"),
                                                  ("credits", "Credits refunded")], kind="table")
-    refunded = defaultdict(lambda: [0, 0])
-    for r in rows:
-        refunded[r.function_key][0] += r.refunded_jobs
-        refunded[r.function_key][1] += r.refunded_credits
-    refunds.rows = [[k, n, c] for k, (n, c) in sorted(refunded.items()) if n]
+    refunds.rows = [[key, int(n), int(c or 0)] for key, _jobs, _net, n, c in sorted(figures.by_function) if n]
     return chart, errors, refunds
 
 
@@ -373,12 +377,11 @@ def queue_status():
          "oldest_wait_s": int((now - oldest).total_seconds()) if oldest else None}]}
 
 
-def provider_health(rng, rows):
+def provider_health(rng, figures):
     """Each provider's last Test provider / health check, its last job and its daily p50 trend."""
     trend = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r.status == "done" and r.provider_key:
-            trend[r.provider_key][_period_of(rng, r.day)].append(r.latency_hist)
+    for day, key, *hist in figures.trend:
+        trend[key][_period_of(rng, day)].append([int(h or 0) for h in hist])
     health = []
     for provider in db.session.scalars(sa.select(Provider).order_by(Provider.name)):
         last_job = db.session.execute(
@@ -415,22 +418,22 @@ def alerts(limit=20):
 def build(rng, role):
     """Everything the dashboard shows this role for the range: {"charts": {key: Chart}, ...}."""
     business, operations = role in BUSINESS_ROLES, role in OPERATIONS_ROLES
-    rows = _job_rows(rng)
+    figures = JobFigures(rng)
     out = {"range": rng, "charts": {}, "business": business, "operations": operations}
     if business:
         revenue, sources, credits_sold, firsts, net = _revenue(rng)
         signups, customers = _customers(rng, firsts, net)
         subscriptions, subs = _subscriptions(rng)
-        credits, usage, per_provider = _usage(rng, rows, credits_sold)
+        credits, usage, per_provider = _usage(rng, figures, credits_sold)
         views, top_pages = _page_views(rng)
-        health, latency = provider_health(rng, rows)
+        health, latency = provider_health(rng, figures)
         for chart in (*revenue, sources, credits, signups, subscriptions, usage, per_provider, views, top_pages,
                       latency):
             out["charts"][chart.key] = chart
         out.update(revenue_keys=[c.key for c in revenue], net=net, customers=customers, subscriptions=subs,
                    health=health, alerts=alerts(), top_referrers=referrals.top_referrers())
     if operations:
-        failures, errors, refunds = _failures(rng, rows)
+        failures, errors, refunds = _failures(rng, figures)
         for chart in (failures, errors, refunds):
             out["charts"][chart.key] = chart
         out.update(queue=queue_status(), recent_jobs=recent_jobs(), recent_failures=recent_failures())

@@ -9,7 +9,6 @@ Create Date: 2026-12-02 04:00:32.173251
 """
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = 'a12dash00001'
@@ -47,7 +46,19 @@ def upgrade():
     sa.Column('refunded_credits', sa.BigInteger(), nullable=False),
     sa.Column('latency_count', sa.Integer(), nullable=False),
     sa.Column('latency_ms_sum', sa.BigInteger(), nullable=False),
-    sa.Column('latency_hist', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('h0', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h1', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h2', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h3', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h4', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h5', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h6', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h7', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h8', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h9', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h10', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h11', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('h12', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('day', 'function_key', 'provider_key', 'status', name=op.f('pk_job_daily'))
     )
     op.create_table('job_error_daily',
