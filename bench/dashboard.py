@@ -3,7 +3,8 @@ for the same figures in the same run. The goal (issue 12): the dashboard at 1M j
 
 Run on demand (not part of `make test`): .venv/bin/python bench/dashboard.py [SIZES…]   (default 10000 1000000).
 Needs PostgreSQL on 127.0.0.1; makes and drops its own database. Jobs are spread over the last 365 days (with
-users = jobs/10, payments = jobs/20), made by INSERT … SELECT generate_series; rollups by `analytics.backfill`.
+users = jobs/10, payments = jobs/20), made by INSERT … SELECT generate_series and written over an hour ago (a
+quiet system: the dashboard's own freshness check finds nothing to rebuild); rollups by `analytics.backfill`.
 Each figure is the median of 5 timed runs after one warm-up, through the real view (Flask test client, signed
 in as an admin), without Redis (the queue panel then reads job states).
 """
@@ -63,15 +64,15 @@ def _seed(db, sa, jobs):
         "CASE WHEN i % 20 = 0 THEN 'cancelled' WHEN i % 10 = 1 THEN 'failed' ELSE 'done' END, 1 + i % 3, "
         "(i % 20 = 0 OR i % 10 = 1), 1, 1, false, 0, 0, 0, '{}'::jsonb, "
         "CASE WHEN i % 10 = 1 THEN 'Provider answered ' || (500 + i % 4) END, t, t, "
-        "t + ((300 + (i * 7919) % 40000) || ' milliseconds')::interval, t "
-        "FROM (SELECT i, now() - ((i::bigint * 31536000 / :n) || ' seconds')::interval AS t "
+        "t + ((300 + (i::bigint * 7919) % 40000) || ' milliseconds')::interval, t "
+        "FROM (SELECT i, now() - interval '1 hour' - ((i::bigint * 31536000 / :n) || ' seconds')::interval AS t "
         "      FROM generate_series(1, :n) i) s"), {"n": jobs, "users": users})
     db.session.execute(sa.text(
         "INSERT INTO payments (user_id, provider, status, amount, currency, credits, refunded_credits, plan_name, "
         "created_at, updated_at) SELECT 1 + i % :users, (ARRAY['stripe','paypal'])[1 + i % 2], "
         "CASE WHEN i % 25 = 0 THEN 'refunded' ELSE 'succeeded' END, 900 + i % 5 * 100, 'USD', 100, 0, "
         "(ARRAY['Starter','Pro'])[1 + i % 2], t, t "
-        "FROM (SELECT i, now() - ((i::bigint * 31536000 / :n) || ' seconds')::interval AS t "
+        "FROM (SELECT i, now() - interval '1 hour' - ((i::bigint * 31536000 / :n) || ' seconds')::interval AS t "
         "      FROM generate_series(1, :n) i) s"), {"n": payments, "users": users})
     db.session.commit()
     db.session.execute(sa.text("ANALYZE"))

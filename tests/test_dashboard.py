@@ -375,3 +375,23 @@ def test_other_alert_conditions_and_a_refused_webhook(app, ctx, receiver, loopba
     adjustment = next(a for a in opened if a.kind == "credit_adjustment")
     assert adjustment.resolved_at is not None and "+5,000" in adjustment.message
     assert alerts.check() == ([], [])  # the same adjustment is never alerted twice
+
+
+def test_page_views_without_redis_are_batched_in_memory(app, client, monkeypatch):
+    """make run has no Redis: views wait in memory and a timer thread writes them in one batch."""
+    import time as clock
+
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    monkeypatch.setitem(app.config, "PAGEVIEW_FLUSH_SECONDS", 0.2)
+    for path in ("/pricing", "/pricing", "/"):
+        assert client.get(path, headers={"User-Agent": BROWSER_UA}).status_code == 200
+    client.get("/", headers={"User-Agent": "Slackbot-LinkExpanding 1.0"})
+    deadline = clock.monotonic() + 10
+    with app.app_context():
+        while clock.monotonic() < deadline:
+            views = {r.path: r.views for r in db.session.scalars(sa.select(PageViewDaily))}
+            if sum(views.values()) >= 3:
+                break
+            db.session.rollback()
+            clock.sleep(0.05)
+        assert views == {"/pricing": 2, "/": 1}
