@@ -395,3 +395,32 @@ def test_page_views_without_redis_are_batched_in_memory(app, client, monkeypatch
             db.session.rollback()
             clock.sleep(0.05)
         assert views == {"/pricing": 2, "/": 1}
+
+
+def test_queue_panel_reads_rq_and_provider_cost_is_shown(app, client):
+    """The queue panel counts what really waits in RQ; a provider whose config states cost_per_job has a cost."""
+    from rq import Queue
+
+    from app.services import queue
+
+    with app.app_context():
+        Queue("neurapix-default", connection=queue.redis_connection()).enqueue("app.tasks.process_job", 999_999)
+        db.session.add(Provider(key="replicate", name="Replicate", config={"cost_per_job": 0.01}))
+        db.session.commit()
+        seed_jobs(make_user().id)
+        analytics.refresh_changed()
+    html = _dashboard(client, "support").get_data(as_text=True)
+    panel = html.split('id="queue"', 1)[1].split("</section>", 1)[0]
+    assert "Workers alive: 0" in panel
+    assert '<th scope="row">neurapix-default</th><td>1</td><td>0</td>' in panel
+    resp = client.get("/admin/dashboard.csv?chart=failures&range=7d")
+    assert resp.status_code == 200  # support may download the operational half
+    owner = app.test_client()
+    _dashboard(owner, "admin")
+    rows = list(csv.reader(io.StringIO(owner.get("/admin/dashboard.csv?chart=providers&range=7d")
+                                       .get_data(as_text=True))))
+    assert rows[0][-1] == "Cost"
+    by_provider = {r[0]: r for r in rows[1:]}
+    # replicate: 8 jobs finished (all done) at 0.01 each; local states no cost.
+    assert by_provider["replicate"][1:3] == ["9", "0.0"] and by_provider["replicate"][-1] == "0.08"
+    assert by_provider["local"][2] == "100.0" and by_provider["local"][-1] == ""
