@@ -415,6 +415,7 @@ def test_queue_panel_reads_rq_and_provider_cost_is_shown(app, client):
     assert '<th scope="row">neurapix-default</th><td>1</td><td>0</td>' in panel
     resp = client.get("/admin/dashboard.csv?chart=failures&range=7d")
     assert resp.status_code == 200  # support may download the operational half
+    assert resp.get_data(as_text=True).startswith("Day,Jobs finished,Failed,Failure rate (%)")
     owner = app.test_client()
     _dashboard(owner, "admin")
     rows = list(csv.reader(io.StringIO(owner.get("/admin/dashboard.csv?chart=providers&range=7d")
