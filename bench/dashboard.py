@@ -110,6 +110,7 @@ def main(sizes):
             for jobs in sizes:
                 started = time.perf_counter()
                 _seed(db, sa, jobs)
+                db.session.remove()  # rows of the previous size are gone: nothing cached may outlive them
                 seeded = time.perf_counter() - started
                 started = time.perf_counter()
                 analytics.backfill()
