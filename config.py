@@ -111,6 +111,10 @@ class Config:
 
     # How often scheduler.py asks whether the daily backup is due (its time of day is a runtime setting).
     BACKUP_TICK_SECONDS = int(os.environ.get("BACKUP_TICK_SECONDS", 60))
+    # How often scheduler.py refreshes the dashboard's rollups, flushes page view counters and checks alerts.
+    ANALYTICS_TICK_SECONDS = int(os.environ.get("ANALYTICS_TICK_SECONDS", 60))
+    # Without Redis (make run): page views counted in memory reach the database this often.
+    PAGEVIEW_FLUSH_SECONDS = int(os.environ.get("PAGEVIEW_FLUSH_SECONDS", 30))
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -87,6 +87,17 @@ def init_app(app):
     init_backup_commands(app)
     init_export_command(app)
 
+    @app.cli.command("analytics-backfill")
+    @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day to rebuild (default: all).")
+    @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day to rebuild (default: all).")
+    def analytics_backfill(since, until):
+        """Rebuild the dashboard's daily rollups from the jobs and payments tables."""
+        from app.services import analytics
+
+        rebuilt = analytics.backfill(since and since.date(), until and until.date())
+        click.echo(f"Rebuilt {rebuilt['jobs']} day(s) of job rollups and {rebuilt['payments']} day(s) of "
+                   f"payment rollups.")
+
     @app.cli.command("create-admin")
     @click.option("--email", required=True)
     @click.option("--password", required=True)

@@ -1,6 +1,6 @@
 """RQ entry points: thin wrappers that give each task a fresh database session and call services."""
 from app.extensions import db
-from app.services import app_webhooks, backup, jobs, mail
+from app.services import alerts, analytics, app_webhooks, backup, jobs, mail, pageviews
 
 
 def process_job(job_id):
@@ -45,5 +45,16 @@ def deliver_webhook(delivery_id):
     """One attempt at a client app's webhook; DeliveryFailed makes RQ retry it per WEBHOOK_RETRY_SECONDS."""
     try:
         app_webhooks.deliver(delivery_id)
+    finally:
+        db.session.remove()
+
+
+def analytics_tick():
+    """Enqueued by scheduler.py every ANALYTICS_TICK_SECONDS: rollups of changed days, page view counters
+    into the database, then alerts (which read fresh figures)."""
+    try:
+        analytics.refresh_changed()
+        pageviews.flush()
+        alerts.check()
     finally:
         db.session.remove()

@@ -1,13 +1,12 @@
 """Client apps in the admin (keys and secrets shown once, revoke, usage, users by app) and the OpenAPI document."""
 import re
-from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from openapi_spec_validator import validate
 
 from app.extensions import db
 from app.models import ApiKey, AuditLog, ClientApp, User
-from app.services import apps
+from app.services import analytics, apps
 from tests import pipeline as p
 from tests.helpers import form_values, login, make_user, post
 from tests.test_api import call, gen, make_app
@@ -68,27 +67,30 @@ def test_keys_and_secrets_are_for_admins_only(app, client):
         assert db.session.scalar(sa.select(sa.func.count(ApiKey.id))) == 1
 
 
-def test_usage_by_app_counts_jobs_errors_and_credits(app, client):
+def test_usage_per_app_on_the_dashboard_and_the_apps_page_comes_from_the_rollups(app, client):
     with app.app_context():
         p.local_function("enhance", operation="noop")
         app_id, raw = make_app()
         make_app("Idle")
     api = app.test_client()
-    done = gen(api, raw, user="a").get_json()["job_id"]
+    assert gen(api, raw, user="a").status_code == 202
     cancelled = gen(api, raw, user="b").get_json()["job_id"]
     call(api, "POST", f"/jobs/{cancelled}/cancel", raw)
     p.drain(app)
     with app.app_context():
-        now = datetime.now(timezone.utc)
-        usage = apps.usage_by_app(now - timedelta(hours=1), now + timedelta(minutes=1))
-        assert usage[0] == {"app_id": app_id, "app": "PhotoMania", "jobs": 2, "succeeded": 1, "errors": 0,
-                            "credits": 3}
-        assert usage[1]["app"] == "Idle" and usage[1]["jobs"] == 0
-        assert apps.usage_by_app(now + timedelta(hours=1), now + timedelta(hours=2))[0]["jobs"] == 0
-        assert done
+        analytics.refresh_changed()  # the scheduler's tick, run here
+        usage = apps.app_usage(app_id)
+        assert usage["recent"] == usage["total"] == {"jobs": 2, "succeeded": 1, "errors": 0, "credits": 3}
+        assert usage["users"] == 2
     _admin(app, client, "viewer")
     page = client.get(f"/admin/apps/details/?id={app_id}").get_data(as_text=True)
     assert re.search(r"Last 30 days</th><td>2</td><td>1</td>\s*<td>0</td><td>3</td>", page)
+    home = client.get("/admin/?range=7d").get_data(as_text=True)
+    panel = home[home.index('id="panel-apps"'):]
+    assert re.search(r"PhotoMania</th><td>2</td><td>1</td><td>0</td><td>0.0</td><td>3</td>", panel)
+    assert re.search(r"Idle</th><td>0</td><td>0</td><td>0</td><td>0.0</td><td>0</td>", panel)
+    csv = client.get("/admin/dashboard.csv?chart=apps&range=7d").get_data(as_text=True)
+    assert csv.splitlines()[1:] == ["PhotoMania,2,1,0,0.0,3", "Idle,0,0,0,0.0,0"]
 
 
 def test_the_user_list_filters_by_app(app, client):

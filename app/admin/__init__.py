@@ -1,5 +1,5 @@
 """The admin at /admin: one Flask-Admin instance per app, every view role-aware (see base.py)."""
-import sqlalchemy as sa
+from flask import abort, flash, request
 from flask_admin import Admin, expose
 from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
@@ -23,25 +23,41 @@ from app.extensions import db
 from app.models import (AIFunction, ApiKey, AuditLog, Backup, ClientApp, Coupon, CouponRedemption, CreditLedger,
                         EmailLog, Job, JobLog, LandingExample, Order, Page, Payment, Plan, Prompt, Provider, User,
                         WebhookDelivery)
-from app.services import backup, jobs, referrals
+from app.services import analytics, backup, dashboard, exports
 
 
 class DashboardView(ProtectedIndexView):
+    """The admin home: the business half for admin and viewer, the operational half for all staff."""
+
+    def _range(self):
+        try:
+            return dashboard.parse_range(request.args)
+        except dashboard.RangeError as exc:
+            flash(str(exc), "error")
+            return dashboard.parse_range({})
+
     @expose("/")
     def index(self):
-        count = lambda stmt: db.session.scalar(stmt) or 0  # noqa: E731
-        stats = {
-            "functions_enabled": count(sa.select(sa.func.count()).where(AIFunction.enabled.is_(True))),
-            "functions_total": count(sa.select(sa.func.count(AIFunction.id))),
-            "providers_enabled": count(sa.select(sa.func.count()).where(Provider.enabled.is_(True))),
-            "customers": count(sa.select(sa.func.count()).where(User.role == "customer")),
-            "jobs_queued": count(sa.select(sa.func.count()).where(Job.status.in_(jobs.ACTIVE))),
-            "jobs_failed": count(sa.select(sa.func.count()).where(Job.status == "failed")),
-        }
+        analytics.refresh_if_unscheduled()
+        rng = self._range()
+        data = dashboard.build(rng, current_user.role)
         # Backups are the owner's business: only admins see that the last one failed.
         failed_backup = backup.last_failure() if current_user.role == "admin" else None
-        return self.render("admin/dashboard.html", stats=stats, failed_backup=failed_backup,
-                           top_referrers=referrals.top_referrers())
+        charts = {key: chart.data() for key, chart in data["charts"].items()}
+        return self.render("admin/dashboard.html", d=data, rng=rng, ranges=dashboard.RANGES, charts_json=charts,
+                           failed_backup=failed_backup)
+
+    @expose("/dashboard.csv")
+    def csv(self):
+        rng = self._range()
+        data = dashboard.build(rng, current_user.role)
+        chart = data["charts"].get(request.args.get("chart", ""))
+        if chart is None:
+            abort(404)
+        lines = exports.export(f"dashboard:{chart.key}", "csv", chart.columns, chart.rows,
+                               {"chart": chart.key, **rng.params()}, actor=current_user)
+        return exports.response(f"neurapix-{chart.key}-{rng.start.isoformat()}-{rng.end.isoformat()}.csv", "csv",
+                                lines)
 
 
 def exportable(app):

@@ -16,7 +16,7 @@ from wtforms.validators import Optional, ValidationError
 from app.admin.base import ADMIN, ReadOnlyModelView, RoleModelView, current_role
 from app.extensions import db
 from app.models import ClientApp
-from app.services import app_webhooks, apps, fetch
+from app.services import analytics, app_webhooks, apps, fetch
 
 USAGE_DAYS = 30
 
@@ -73,6 +73,7 @@ class ClientAppView(RoleModelView):
 
     def render(self, template, **kwargs):
         if template == self.details_template and kwargs.get("model") is not None:
+            analytics.refresh_if_unscheduled()
             kwargs["usage"] = apps.app_usage(kwargs["model"].id, USAGE_DAYS)
         return super().render(template, **kwargs)
 

@@ -1,4 +1,5 @@
 """All tables, imported here so Alembic and the admin see every model."""
+from app.models.analytics import Alert, JobDaily, JobErrorDaily, PageViewDaily, PaymentDaily, RollupMark
 from app.models.apps import ApiIdempotency, ApiKey, ClientApp, WebhookDelivery
 from app.models.audit import AuditLog
 from app.models.backups import Backup
@@ -13,6 +14,6 @@ from app.models.showcase import LandingExample, Prompt, ShowcaseItem, ShowcaseRe
 from app.models.users import User
 
 __all__ = [
-    "AIFunction", "ApiIdempotency", "ApiKey", "AuditLog", "ClientApp", "WebhookDelivery", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
+    "AIFunction", "Alert", "JobDaily", "JobErrorDaily", "PageViewDaily", "PaymentDaily", "RollupMark", "ApiIdempotency", "ApiKey", "AuditLog", "ClientApp", "WebhookDelivery", "Backup", "FunctionFallback", "Coupon", "CouponRedemption", "CreditLedger", "EmailLog", "EmailTemplate", "Job", "JobLog", "Order", "Page", "Payment", "Plan",
     "Provider", "Setting", "User", "WebhookEvent", "LandingExample", "Prompt", "ShowcaseItem", "ShowcaseReport",
 ]

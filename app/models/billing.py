@@ -74,6 +74,9 @@ class Payment(db.Model):
     review_reason: Mapped[str | None] = mapped_column(sa.String(500))  # why a payment needs review
     recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, index=True)
+    # Set on every write: the analytics rollups re-read the days of payments changed since (a late refund).
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow,
+                                                 server_default=sa.func.now(), index=True)
 
     user = relationship("User", foreign_keys=[user_id], lazy="joined")
     order = relationship("Order")

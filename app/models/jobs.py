@@ -70,6 +70,9 @@ class Job(db.Model):
     # Submitted through the REST API by this client app; its webhook goes to webhook_url or the app's.
     app_id: Mapped[int | None] = mapped_column(sa.ForeignKey("apps.id", ondelete="SET NULL"))
     webhook_url: Mapped[str | None] = mapped_column(sa.String(2000))
+    # Set on every write (Core UPDATEs too): the analytics rollups re-read the days of jobs changed since.
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow,
+                                                 server_default=sa.func.now(), index=True)
 
     user = relationship("User", lazy="joined")
     function = relationship("AIFunction", lazy="joined")

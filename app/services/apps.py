@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import AIFunction, ApiIdempotency, ApiKey, ClientApp, CreditLedger, Job, User
+from app.models import AIFunction, ApiIdempotency, ApiKey, ClientApp, CreditLedger, Job, JobDaily, User
 from app.services import audit, catalog, credits, parameters
 from app.services.crypto import decrypt_json, encrypt_json
 
@@ -322,33 +322,21 @@ def grant_batch(app, grants, key=None):
 # --- usage ---
 
 
-def usage_by_app(start, end):
-    """Per app, jobs submitted in [start, end): jobs, succeeded, failed (errors), credits charged (net of
-    refunds). A list of dicts, busiest first; apps without jobs in the period are listed with zeros."""
-    in_period = sa.and_(Job.app_id == ClientApp.id, Job.created_at >= start, Job.created_at < end)
-    rows = db.session.execute(
-        sa.select(ClientApp.id, ClientApp.name,
-                  sa.func.count(Job.id),
-                  sa.func.count(Job.id).filter(Job.status == "done"),
-                  sa.func.count(Job.id).filter(Job.status == "failed"),
-                  sa.func.coalesce(sa.func.sum(sa.case((Job.refunded.is_(False), Job.credits_charged), else_=0)), 0))
-        .select_from(ClientApp).outerjoin(Job, in_period)
-        .group_by(ClientApp.id, ClientApp.name).order_by(sa.func.count(Job.id).desc(), ClientApp.name)
-    ).all()
-    return [{"app_id": r[0], "app": r[1], "jobs": r[2], "succeeded": r[3], "errors": r[4], "credits": int(r[5])}
-            for r in rows]
-
-
 def app_usage(app_id, days=30):
-    """One app's usage over the last `days` days and all time (its admin page)."""
-    now = _now()
-    recent = [u for u in usage_by_app(now - timedelta(days=days), now + timedelta(seconds=1))
-              if u["app_id"] == app_id]
-    total = [u for u in usage_by_app(datetime(1970, 1, 1, tzinfo=timezone.utc), now + timedelta(seconds=1))
-             if u["app_id"] == app_id]
+    """One app's usage, from the daily rollups: the last `days` UTC days and all time (its admin page)."""
+    net = sa.func.sum(JobDaily.credits - JobDaily.refunded_credits)
+
+    def figures(*where):
+        rows = db.session.execute(sa.select(JobDaily.status, sa.func.sum(JobDaily.jobs), net)
+                                  .where(JobDaily.app_id == app_id, *where).group_by(JobDaily.status)).all()
+        return {"jobs": sum(int(n) for _s, n, _c in rows),
+                "succeeded": sum(int(n) for s, n, _c in rows if s == "done"),
+                "errors": sum(int(n) for s, n, _c in rows if s == "failed"),
+                "credits": sum(int(c or 0) for _s, _n, c in rows)}
+
+    since = _now().date() - timedelta(days=days - 1)
     users = db.session.scalar(sa.select(sa.func.count(User.id)).where(User.app_id == app_id))
-    return {"recent": recent[0] if recent else None, "total": total[0] if total else None, "users": users,
-            "days": days}
+    return {"recent": figures(JobDaily.day >= since), "total": figures(), "users": users, "days": days}
 
 
 def function_keys():

@@ -199,6 +199,14 @@ class Secret(Kind):
         return mask(value)
 
 
+class SecretUrl(Secret):
+    """A URL that carries its own credential (a Slack incoming webhook): checked like a URL, kept like a secret."""
+
+    def from_form(self, form, name, current):
+        value = super().from_form(form, name, current)
+        return Url().parse(value) if value != current else value
+
+
 class FunctionPages(Kind):
     """The functions whose customer page is switched off, stored as their keys so new ones start on."""
 
@@ -242,6 +250,8 @@ GROUPS = (
     ("customers", "Customers", "Sign-up, email verification and welcome credits."),
     ("api", "REST API", "Client apps (Admin → Client apps) call /api/v1 with their keys; the switch is under "
                         "Feature flags."),
+    ("alerts", "Alerts", "Incidents listed on the dashboard and posted (Slack-compatible JSON) to the webhook "
+                         "below, once when one starts and once when it ends. Checked by the scheduler process."),
 )
 
 DEFINITIONS = (
@@ -353,6 +363,20 @@ DEFINITIONS = (
     Definition("customers.referral_same_domain_daily", "customers", Integer(0, 1000), 3,
                "Referrals per day to one email domain",
                "A referrer's sign-ups sharing one email domain beyond this many in 24 hours earn nothing."),
+    Definition("alerts.webhook_url", "alerts", SecretUrl(), "", "Alert webhook URL",
+               "A Slack (or compatible) incoming webhook, e.g. https://hooks.slack.com/services/…. Empty: alerts "
+               "are only listed on the dashboard."),
+    Definition("alerts.webhook_internal", "alerts", Boolean(), False, "Webhook on an internal address",
+               "On: the webhook may be on this server's network (a relay of yours); off: public addresses only."),
+    Definition("alerts.provider_failure_rate", "alerts", Integer(1, 100), 25, "Provider failure rate (%)",
+               "Alert when more than this share of a provider's jobs fail within the window below."),
+    Definition("alerts.provider_min_jobs", "alerts", Integer(1, 100_000), 5, "Jobs before a failure rate counts",
+               "A provider's failure rate is judged only once it has finished this many jobs in the window."),
+    Definition("alerts.window_minutes", "alerts", Integer(5, 24 * 60), 60, "Failure rate window (minutes)"),
+    Definition("alerts.queue_wait_minutes", "alerts", Integer(1, 24 * 60), 10, "Queue wait (minutes)",
+               "Alert when a job has waited this long in the queue without starting."),
+    Definition("alerts.credit_adjustment", "alerts", Integer(1, 10_000_000), 1000, "Large credit adjustment",
+               "Alert when staff add or remove at least this many credits in one go."),
 )
 REGISTRY = {d.key: d for d in DEFINITIONS}
 

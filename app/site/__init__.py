@@ -5,7 +5,7 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
 from app import security
-from app.services import parameters, settings
+from app.services import pageviews, parameters, settings
 from app.services.urls import absolute_url
 
 bp = Blueprint("site", __name__)
@@ -58,6 +58,7 @@ def init_app(app):
     security.view_options(app, routes.job_thumbnail, content_security_policy=None)
     app.add_template_filter(parameters.rule_key, "rule_key")
     app.before_request(gate)
+    app.after_request(lambda response: pageviews.record(response, request, current_user))
     app.context_processor(lambda: {"setting": settings.get, "flag": settings.flag, "absolute_url": absolute_url,
                                    "footer_links": gallery.footer_links,
                                    "showcase_item_for": showcase_service.item_for_job})
