@@ -32,10 +32,10 @@ def create_app(config_name=None):
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from app.services import app_webhooks, mail
+    # Emails and client webhooks are sent once the transaction that wrote them commits.
+    from app.services import app_webhooks, mail, outbox  # noqa: F401  (mail and app_webhooks declare outboxes)
 
-    mail.init_app(app)
-    app_webhooks.init_app(app)
+    outbox.init_app(app)
 
     from app import admin, api, auth, cli, health, security, site, webhooks
 

@@ -175,7 +175,7 @@ def test_without_redis_the_in_process_pool_retries_the_same_way(app, client, hoo
     job_id = gen(client, raw).get_json()["job_id"]
     call(client, "POST", f"/jobs/{job_id}/cancel", raw)  # the delivery row exists; RQ holds its task
     (delivery,) = _deliveries()
-    app_webhooks._in_process(app, delivery.id, [0, 0])
+    app_webhooks.OUTBOX.in_process(app, delivery.id, [0, 0])
     db.session.expire_all()
     assert (db.session.get(WebhookDelivery, delivery.id).status, len(receiver.received)) == ("delivered", 2)
     assert readme_sample()(secret, *receiver.received[1])

@@ -9,23 +9,17 @@ import hmac
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
-from flask import current_app
-from rq import Queue, Retry
 
 from app.extensions import db
 from app.models import ClientApp, Job, User, WebhookDelivery
 from app.models.types import utcnow
-from app.services import apps, audit, fetch, settings
-from app.services import queue as job_queue
+from app.services import apps, audit, fetch, outbox, settings
 from app.services.urls import absolute_url
 
 log = logging.getLogger("neurapix.app_webhooks")
 
-PENDING = "neurapix_app_webhooks_pending"
-WEBHOOK_QUEUE = job_queue.QUEUE_NAMES[1]
 TIMEOUT_SECONDS = 10
 EXCERPT_BYTES = 500
 MAX_LOGGED_ATTEMPTS = 50
@@ -34,6 +28,14 @@ OUTPUT_PATH = "/api/v1/jobs/{job_id}/output"
 
 class DeliveryFailed(Exception):
     """The receiver did not answer 2xx: RQ retries the delivery after its next interval."""
+
+
+def _deliver(delivery_id, final):
+    deliver(delivery_id, final=final)
+
+
+OUTBOX = outbox.Outbox("webhook delivery", "app.tasks.deliver_webhook", _deliver, DeliveryFailed,
+                       "WEBHOOK_RETRY_SECONDS", job_timeout=TIMEOUT_SECONDS * 3, threads=2)
 
 
 def allow_hosts():
@@ -88,60 +90,8 @@ def job_ended(job_id):
                                payload=body, status="pending", attempts=[])
     db.session.add(delivery)
     db.session.flush()
-    db.session.info.setdefault(PENDING, []).append(delivery.id)
+    OUTBOX.add(delivery.id)
     return delivery
-
-
-def _after_commit(session):
-    for delivery_id in session.info.pop(PENDING, []):
-        try:
-            enqueue(delivery_id)
-        except Exception:
-            # The row stays "pending" in the admin list, where staff can redeliver it.
-            log.exception("webhook delivery %s could not be enqueued", delivery_id)
-
-
-def _after_transaction_end(session, transaction):
-    if transaction.parent is None:
-        session.info.pop(PENDING, None)
-
-
-def init_app(app):
-    if not getattr(init_app, "_listening", False):
-        sa.event.listen(db.session, "after_commit", _after_commit)
-        sa.event.listen(db.session, "after_transaction_end", _after_transaction_end)
-        init_app._listening = True
-
-
-def enqueue(delivery_id):
-    app = current_app._get_current_object()
-    intervals = app.config["WEBHOOK_RETRY_SECONDS"]
-    if app.config["REDIS_URL"]:
-        Queue(WEBHOOK_QUEUE, connection=job_queue.redis_connection(app)).enqueue(
-            "app.tasks.deliver_webhook", delivery_id, retry=Retry(max=len(intervals), interval=intervals),
-            job_timeout=TIMEOUT_SECONDS * 3, result_ttl=0, failure_ttl=86400)
-        return
-    pool = app.extensions.get("neurapix_webhook_pool")
-    if pool is None:
-        pool = app.extensions["neurapix_webhook_pool"] = ThreadPoolExecutor(max_workers=2,
-                                                                            thread_name_prefix="webhooks")
-    pool.submit(_in_process, app, delivery_id, intervals)
-
-
-def _in_process(app, delivery_id, intervals):
-    """The same retries as RQ gives, for a server without Redis (`make run`)."""
-    for pause in [*intervals, None]:
-        with app.app_context():
-            try:
-                deliver(delivery_id, final=pause is None)
-                return
-            except DeliveryFailed:
-                pass
-            finally:
-                db.session.remove()
-        if pause is None:
-            return
-        time.sleep(pause)
 
 
 def deliver(delivery_id, final=None):
@@ -200,7 +150,7 @@ def redeliver(delivery_id, actor):
         db.session.rollback()
         return False
     delivery.status = "pending"
-    db.session.info.setdefault(PENDING, []).append(delivery.id)
+    OUTBOX.add(delivery.id)
     audit.record("redeliver", "WebhookDelivery", delivery.id, actor=actor)
     db.session.commit()
     return True

@@ -9,8 +9,6 @@ is sent, so neither the log row nor the queue ever holds a token.
 import logging
 import smtplib
 import ssl
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -18,19 +16,15 @@ from email.utils import formataddr, make_msgid
 import sqlalchemy as sa
 from flask import current_app, render_template
 from jinja2 import TemplateNotFound
-from rq import Queue, Retry
 
 from app.extensions import db
 from app.models import EmailLog, Job, User
 from app.models.types import utcnow
-from app.services import queue as job_queue
-from app.services import settings
+from app.services import outbox, settings
 
 log = logging.getLogger("neurapix.mail")
 
-PENDING = "neurapix_mail_pending"
 SMTP_TIMEOUT_SECONDS = 15
-MAIL_QUEUE = job_queue.QUEUE_NAMES[1]
 
 
 class MailError(Exception):
@@ -63,59 +57,16 @@ def queue(user, template, to=None, **params):
                    params=params, status="queued")
     db.session.add(row)
     db.session.flush()
-    db.session.info.setdefault(PENDING, []).append(row.id)
+    OUTBOX.add(row.id)
     return row
 
 
-def _after_commit(session):
-    for email_id in session.info.pop(PENDING, []):
-        try:
-            _enqueue(email_id)
-        except Exception:
-            # The row says "queued" with no worker coming: visible in the email log, never a failed request.
-            log.exception("email %s could not be enqueued", email_id)
+def _send(email_id, final):
+    send(email_id)
 
 
-def _after_transaction_end(session, transaction):
-    if transaction.parent is None:  # the outer transaction ended without a commit: its messages are void
-        session.info.pop(PENDING, None)
-
-
-def init_app(app):
-    if not getattr(init_app, "_listening", False):
-        sa.event.listen(db.session, "after_commit", _after_commit)
-        sa.event.listen(db.session, "after_transaction_end", _after_transaction_end)
-        init_app._listening = True
-
-
-def _enqueue(email_id):
-    app = current_app._get_current_object()
-    intervals = app.config["MAIL_RETRY_SECONDS"]
-    if app.config["REDIS_URL"]:
-        Queue(MAIL_QUEUE, connection=job_queue.redis_connection(app)).enqueue(
-            "app.tasks.send_email", email_id, retry=Retry(max=len(intervals), interval=intervals),
-            job_timeout=SMTP_TIMEOUT_SECONDS * 4, result_ttl=0, failure_ttl=86400)
-        return
-    pool = app.extensions.get("neurapix_mail_pool")
-    if pool is None:
-        pool = app.extensions["neurapix_mail_pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail")
-    pool.submit(_in_process, app, email_id, intervals)
-
-
-def _in_process(app, email_id, intervals):
-    """The same retries as RQ gives, for a server without Redis."""
-    for pause in [*intervals, None]:
-        with app.app_context():
-            try:
-                send(email_id)
-                return
-            except MailError:
-                pass
-            finally:
-                db.session.remove()
-        if pause is None:
-            return
-        time.sleep(pause)
+OUTBOX = outbox.Outbox("email", "app.tasks.send_email", _send, MailError, "MAIL_RETRY_SECONDS",
+                       job_timeout=SMTP_TIMEOUT_SECONDS * 4)
 
 
 def send(email_id):
