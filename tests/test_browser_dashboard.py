@@ -7,16 +7,11 @@ from datetime import datetime, timedelta, timezone
 from app.extensions import db
 from app.models import Job, PageViewDaily, Payment
 from app.services import analytics
+from tests.axe import violations
 from tests.conftest import ARTIFACTS
 from tests.helpers import browser_login, make_user
 from tests.test_browser_csp import WATCH_CSP
 
-AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe-core", "axe.min.js")
-# The dashboard's own content; the admin's navbar and theme are another issue's work (see README).
-AXE_RUN = """async () => {
-  const result = await axe.run("#dashboard", {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}});
-  return result.violations.map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(" | ")}`);
-}"""
 CANVAS_INKED = """c => {
   const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
   for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
@@ -49,7 +44,6 @@ def test_dashboard_charts_render_under_the_csp_and_pass_axe(app, live_server, br
     page = browser_page
     errors = []
     page.add_init_script(WATCH_CSP)
-    page.add_init_script(path=AXE)  # injected by the browser driver, not as page script: the CSP stays strict
     # The browser's own favicon request is no part of the page (the admin has no favicon).
     page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
             if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
@@ -68,11 +62,11 @@ def test_dashboard_charts_render_under_the_csp_and_pass_axe(app, live_server, br
             assert canvas.get_attribute("data-drawn") == "true", key
             assert canvas.evaluate(CANVAS_INKED), f"{key} chart is blank"
         page.screenshot(path=os.path.join(ARTIFACTS, f"dashboard-1440-{scheme}.png"), full_page=True)
-        assert page.evaluate(AXE_RUN) == []
+        assert violations(page) == []
         page.set_viewport_size({"width": 390, "height": 844})
         page.wait_for_selector("canvas[data-chart=failures][data-drawn=true]")
         page.screenshot(path=os.path.join(ARTIFACTS, f"dashboard-390-{scheme}.png"), full_page=True)
-        assert page.evaluate(AXE_RUN) == []
+        assert violations(page) == []
         assert page.evaluate("window.__csp") == []
 
     # The range form: picking dates switches to a custom range and the page follows.

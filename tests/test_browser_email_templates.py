@@ -6,31 +6,10 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import EmailTemplate
+from tests.axe import in_both_schemes
 from tests.conftest import ARTIFACTS
 from tests.helpers import browser_login, make_user
 from tests.test_browser_csp import Watch
-
-AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe-core", "axe.min.js")
-RUN_AXE = """async () => {
-  const tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
-  const result = await axe.run(document, {runOnly: {type: "tag", values: tags}});
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-}"""
-
-
-def _axe_violations(page):
-    """axe-core's WCAG 2.1 A/AA violations on the page as shown, in the light and the dark colour scheme."""
-    with open(AXE, encoding="utf-8") as source:
-        axe = source.read()
-    found = []
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        # Evaluated through the DevTools protocol, which the page's CSP does not govern (no inline script added).
-        page.evaluate(axe)
-        found += [f"{scheme} {page.url}: {v}" for v in page.evaluate(RUN_AXE)]
-    page.emulate_media(color_scheme="light")
-    return found
-
 
 def test_owner_edits_previews_and_saves_an_email_template(app, live_server, browser_page):
     with app.app_context():
@@ -41,20 +20,20 @@ def test_owner_edits_previews_and_saves_an_email_template(app, live_server, brow
     violations = []
 
     watch.visit(f"{live_server}/admin/email_templates/")
-    violations += _axe_violations(page)
+    violations += in_both_schemes(page, "email-templates-list", reload=False)
     page.fill("#language-job_failed", "de")
     page.click("form:has(#language-job_failed) button[type=submit]")
     page.wait_for_url("**/admin/email_templates/job_failed/de")
     assert "Job #{{ job.id }} failed" in page.input_value("#tpl-subject")
     page.wait_for_selector("iframe.email-preview-html")
-    violations += _axe_violations(page)
+    violations += in_both_schemes(page, "email-template-editor", reload=False)
 
     # A template with a trick is refused with the reason next to the field, and the browser keeps what was typed.
     page.fill("#tpl-subject", "Auftrag {{ job.__class__ }}")
     page.click("button[value=save]")
     page.wait_for_selector("#tpl-subject-error")
     assert "__class__" in page.inner_text("#tpl-subject-error")
-    violations += _axe_violations(page)
+    violations += in_both_schemes(page, "email-template-error", reload=False)
 
     # Preview: the owner's HTML (script included) is shown in a sandboxed frame and runs nothing.
     page.fill("#tpl-subject", "Auftrag {{ job.id }} fehlgeschlagen")
@@ -63,7 +42,7 @@ def test_owner_edits_previews_and_saves_an_email_template(app, live_server, brow
     frame = page.frame_locator("iframe.email-preview-html")
     assert "Job #318 failed" in frame.locator("p.hello").inner_text()
     assert page.evaluate("window.pwned === undefined")
-    violations += _axe_violations(page)
+    violations += in_both_schemes(page, "email-template-preview", reload=False)
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=os.path.join(ARTIFACTS, "email-template-editor.png"), full_page=True)
     page.locator("iframe.email-preview-html").screenshot(path=os.path.join(ARTIFACTS, "email-template-preview.png"))

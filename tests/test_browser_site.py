@@ -8,21 +8,15 @@ from app.extensions import db
 from app.models import Job, LandingExample, Page, Plan, Prompt, ShowcaseItem
 from app.services import credits, storage
 from tests import pipeline as p
+from tests.axe import SCHEMES, violations
 from tests.conftest import ARTIFACTS
 from tests.helpers import browser_login
 from tests.images import image_bytes
 
-AXE_SOURCE = os.path.join(os.path.dirname(__file__), "vendor", "axe-core", "axe.min.js")
-WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-# DevTools evaluation (page.evaluate) is not script the page's CSP governs, so axe runs under the real policy.
-RUN_AXE = """() => axe.run(document, {runOnly: {type: "tag", values: %s}, resultTypes: ["violations"]})
-  .then((r) => r.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 5)
-    .map((n) => n.target.join(" ")).join(" | ")}`))""" % WCAG_TAGS
 WIDTHS = (1440, 390)
-SCHEMES = ("light", "dark")
 
 
-def check(page, name, url, axe_source):
+def check(page, name, url):
     """axe, sideways overflow and a screenshot of the page freshly loaded in every width and colour scheme.
 
     Loaded anew each time and with reduced motion, so no colour transition is caught half-way."""
@@ -33,8 +27,7 @@ def check(page, name, url, axe_source):
             page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
             page.goto(url)
             page.wait_for_load_state("load")
-            page.evaluate(axe_source)
-            problems += [f"{name} {width}px {scheme}: {v}" for v in page.evaluate(RUN_AXE)]
+            problems += [f"{name} {width}px {scheme}: {v}" for v in violations(page)]
             scroll_width, inner_width = page.evaluate(
                 "() => [document.documentElement.scrollWidth, window.innerWidth]")
             if scroll_width > inner_width:
@@ -92,19 +85,17 @@ def _second_job(customer, fn, ref):
 
 def test_every_site_page_is_accessible_and_fits_at_1440_and_390(app, live_server, browser_page, site):
     os.makedirs(ARTIFACTS, exist_ok=True)
-    with open(AXE_SOURCE, encoding="utf-8") as fh:
-        axe_source = fh.read()
     page = browser_page
     problems = []
     public = {"home": "/", "function": "/f/upscale", "pricing": "/pricing", "cms-page": "/faq",
               "prompts": "/prompts", "showcase": "/showcase", "showcase-item": f"/showcase/{site['item_id']}",
               "login": "/login"}
     for name, path in public.items():
-        problems += check(page, name, f"{live_server}{path}", axe_source)
+        problems += check(page, name, f"{live_server}{path}")
 
     browser_login(page, live_server, "viewer-site@example.com", "customer-password", "**/account")
     for name, path in {"account": "/account", "job": f"/jobs/{site['job_id']}"}.items():
-        problems += check(page, name, f"{live_server}{path}", axe_source)
+        problems += check(page, name, f"{live_server}{path}")
     assert not problems, "\n".join(problems)
 
 

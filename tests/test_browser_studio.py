@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AIFunction, Job
 from tests import pipeline as p
-from tests.a11y import assert_accessible
+from tests.axe import assert_accessible
 from tests.helpers import browser_login, make_user
 from tests.images import image_bytes
 
