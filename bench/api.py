@@ -9,8 +9,8 @@ Run on demand (not part of `make test`): .venv/bin/python bench/api.py [--second
 Needs PostgreSQL and Redis on 127.0.0.1; makes and drops its own database.
 """
 import argparse
-import glob
 import base64
+import glob
 import io
 import os
 import shutil
