@@ -60,7 +60,10 @@ def _free_port():
 def _gunicorn(target):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
-                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", target], cwd=ROOT,
+                             f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+                             # No worker recycling mid-run: a fresh worker's import (~2 s of CPU) would land in
+                             # whichever round happens to pass max_requests and skew that round alone.
+                             "--max-requests", "0", target], cwd=ROOT,
                             env=os.environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
