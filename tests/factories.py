@@ -9,7 +9,7 @@ from app.extensions import db
 _counter = itertools.count(1)
 # Columns whose form offers fixed choices that a generic string would not match.
 CHOICES = {("providers", "key"): "local", ("orders", "gateway"): "stripe", ("coupons", "kind"): "credits",
-           ("prompts", "category"): "general"}
+           ("prompts", "category"): "general", ("alerts", "kind"): "queue_wait"}
 # Values a row needs to pass its model's rules although the column has a default (a credits code gives credits).
 VALID = {"coupons": {"credits": 5}}
 # Nullable columns a generic row still fills: a user without an email is only legal for a client app's user.
@@ -27,6 +27,8 @@ def _value(column):
         return 1
     if isinstance(kind, sa.DateTime):
         return datetime.now(timezone.utc)
+    if isinstance(kind, sa.Date):
+        return datetime.now(timezone.utc).date()
     if isinstance(kind, sa.JSON):
         return {}
     if isinstance(kind, sa.String):
