@@ -1,5 +1,5 @@
 // The admin dashboard's charts: each <canvas data-chart="key"> is drawn by the vendored Chart.js from the
-// figures in <script type="application/json" id="dashboard-data"> (the CSP forbids inline script). The same
+// figures in the data-charts attribute of #dashboard (the CSP forbids inline script). The same
 // figures are in the table under each chart and in its CSV download. Also: the From/To dates switch the
 // range selector to "Custom", since only a custom range reads them.
 (function () {
@@ -31,9 +31,9 @@
   }
 
   function init() {
-    const source = document.getElementById("dashboard-data");
-    if (!source || !window.Chart) return;
-    const charts = JSON.parse(source.textContent);
+    const source = document.getElementById("dashboard");
+    if (!source || !source.dataset.charts || !window.Chart) return;
+    const charts = JSON.parse(source.dataset.charts);
     document.querySelectorAll("canvas[data-chart]").forEach((canvas) => {
       const spec = charts[canvas.dataset.chart];
       if (spec) {
